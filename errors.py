@@ -1,0 +1,46 @@
+"""The exception hierarchy: everything a user of ember can see derives from `EmberError`."""
+
+from __future__ import annotations
+
+__all__ = [
+    "CodegenError",
+    "EmberError",
+    "InputError",
+    "PassError",
+    "ShapeError",
+    "TuningError",
+    "UnsupportedError",
+    "VerifyError",
+]
+
+
+class EmberError(Exception):
+    """Base class: everything a user can see derives from it."""
+
+
+class UnsupportedError(EmberError, NotImplementedError):
+    """A frontend met ops or attributes ember cannot import."""
+
+
+class ShapeError(EmberError, ValueError):
+    """An op's shape or dtype rule rejected its inputs."""
+
+
+class InputError(EmberError, ValueError):
+    """A compiled model was called with the wrong number, shape or dtype of inputs."""
+
+
+class PassError(EmberError):
+    """A failure inside a graph pass, with the pass and its predecessors named."""
+
+
+class CodegenError(EmberError):
+    """TVM lowering or build failed."""
+
+
+class TuningError(EmberError):
+    """Autotuning failed."""
+
+
+class VerifyError(EmberError):
+    """Broken IR: always ember's bug, never the user's."""

@@ -1,0 +1,72 @@
+"""`Op`, the base class of every IR operation, and the registry that names them."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+
+from ember.errors import ShapeError
+from ember.ir.types import TensorType
+
+__all__ = ["OPS", "Op", "register_op"]
+
+OPS: dict[str, type[Op]] = {}
+_O = TypeVar("_O", bound="type[Op]")
+
+
+def register_op(cls: _O) -> _O:
+    """Add an op class to the registry under its `name`; names are unique."""
+    if cls.name in OPS:
+        raise TypeError(f"op name {cls.name!r} is registered twice ({OPS[cls.name]} and {cls})")
+    OPS[cls.name] = cls
+    return cls
+
+
+@dataclasses.dataclass(frozen=True)
+class Op:
+    """An operation: typed attributes (dataclass fields), a shape rule, semantics, a TVM compute.
+
+    Subclasses define `infer` (pure; raises ShapeError), `reference` (numpy: the semantics) and
+    `compute` (TVM TE, no scheduling). Ops whose lowering is not one TE compute override `lower`.
+    """
+
+    name: ClassVar[str] = ""
+
+    def infer(self, *inputs: TensorType) -> TensorType | tuple[TensorType, ...]:
+        raise NotImplementedError
+
+    def reference(self, *inputs: np.ndarray) -> np.ndarray | tuple[np.ndarray, ...]:
+        raise NotImplementedError
+
+    def compute(self, *inputs: Any) -> Any:
+        raise NotImplementedError(f"{self.name} has no TE compute")
+
+    def lower(self, ctx: Any, args: Sequence[Any]) -> Any:
+        """Emit this op into Relax through `ctx` (codegen's LowerContext); returns a Relax expr.
+
+        The default emits `compute` as one TE function. `ctx.shape(i)` gives output i's shape
+        as TIR dims, for ops whose compute needs its symbolic output shape.
+        """
+        return ctx.emit_te(self.compute, *args)
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def error(self, message: str) -> ShapeError:
+        return ShapeError(f"{self.name}: {message}")
+
+    def __str__(self) -> str:
+        attrs = ",".join(f"{k}={_attr_str(v)}" for k, v in self.attrs.items())
+        return f"{self.name}[{attrs}]" if attrs else self.name
+
+
+def _attr_str(v: object) -> str:
+    if isinstance(v, tuple):
+        return "(" + ",".join(_attr_str(x) for x in v) + ")"
+    if isinstance(v, float):
+        return repr(v)
+    return str(v)

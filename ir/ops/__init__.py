@@ -1,0 +1,8 @@
+"""Every IR op, one class each, grouped by family; importing this registers them all."""
+
+from ember.ir.ops.elementwise import *  # noqa: F403
+
+from ember.ir.ops.linalg import *  # noqa: F403
+from ember.ir.ops.nn import *  # noqa: F403
+from ember.ir.ops.reduce import *  # noqa: F403
+from ember.ir.ops.shape import *  # noqa: F403
