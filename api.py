@@ -1,5 +1,201 @@
-"""`ember.compile`."""
+"""`ember.compile`: import → passes → codegen → runtime, as a function or a decorator.
+
+Glue only: each step is one call into frontend/, passes/, codegen/ and runtime/.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ember.errors import EmberError, InputError
+from ember.ir import DType, Graph, bind_symbols
+
+__all__ = ["CompiledModel", "Program", "compile", "compile_graph"]
+
+log = logging.getLogger(__name__)
 
 
-def compile(model, example_inputs=None, **options):  # noqa: A001  (placeholder until api lands)
-    raise NotImplementedError
+@dataclass(frozen=True)
+class Program:
+    """One compiled graph: the optimized IR, the executable and the compile times."""
+
+    graph: Graph
+    executor: Any
+    target: dict[str, Any]
+    times: dict[str, float] = field(default_factory=dict)
+
+    def run(self, arrays: Sequence[Any]) -> list[Any]:
+        """Check the inputs against the graph's signature, then run; returns TVM tensors."""
+        g = self.graph
+        bind_symbols(
+            g.input_names,
+            [v.type for v in g.inputs],
+            [tuple(a.shape) for a in arrays],
+            [_dtype_of(a) for a in arrays],
+            g.symbol_ranges,
+        )
+        return self.executor.run(arrays)
+
+
+def _dtype_of(array: Any) -> DType:
+    dtype = array.dtype
+    return DType.of(str(dtype).removeprefix("torch.")) if not isinstance(dtype, np.dtype) else DType.of(dtype)
+
+
+def compile_graph(g: Graph, target: str | dict[str, Any] = "llvm", passes: Sequence[str] | None = None) -> Program:
+    """Optimize and build an ember graph."""
+    from ember.codegen.build import build
+    from ember.passes import run_pipeline
+    from ember.runtime import Executor
+
+    optimized, pass_times = run_pipeline(g, passes, dump_dir=os.environ.get("EMBER_DUMP_IR"))
+    result = build(optimized, target)
+    return Program(optimized, Executor(result.executable), result.target, {**pass_times, **result.times})
+
+
+class CompiledModel:
+    """A compiled model: call it like the original.
+
+    torch models take and return torch tensors (numpy in → numpy out), outputs in the eager
+    structure; ONNX models return a list of numpy arrays in graph-output order. Without example
+    inputs the model compiles on first call, once per input signature; a call whose shapes differ
+    from every compiled signature recompiles with the differing dims symbolic, so later sizes reuse it.
+    """
+
+    def __init__(self, model: Any, example_inputs: Sequence[Any] | None, *, target: Any,
+                 dynamic: Any, passes: Sequence[str] | None) -> None:  # fmt: skip
+        self.model = model
+        self.target = target
+        self.dynamic = dynamic
+        self.passes = passes
+        self.compile_count = 0
+        self._programs: list[tuple[Program, Any]] = []
+        self._lock = threading.Lock()
+        self._is_onnx = _is_onnx(model)
+        if self._is_onnx:
+            from ember.frontend.onnx import from_onnx
+
+            self._add(from_onnx(model), None)
+        elif example_inputs is not None:
+            self._compile_torch(tuple(example_inputs), dynamic)
+
+    @property
+    def programs(self) -> list[Program]:
+        return [p for p, _ in self._programs]
+
+    def _add(self, g: Graph, out_spec: Any) -> tuple[Program, Any]:
+        entry = (compile_graph(g, self.target, self.passes), out_spec)
+        self._programs.append(entry)
+        self.compile_count += 1
+        return entry
+
+    def _compile_torch(self, args: tuple[Any, ...], dynamic: Any) -> tuple[Program, Any]:
+        from ember.frontend.torch import import_module
+
+        imported = import_module(self.model, args, dynamic=dynamic)
+        return self._add(imported.graph, imported.out_spec)
+
+    def __call__(self, *args: Any) -> Any:
+        if self._is_onnx:
+            program, _ = self._programs[0]
+            return [t.numpy() for t in program.run(args)]
+        flat = _flatten(args)
+        entry = self._select(flat) or self._compile_on_call(args, flat)
+        program, out_spec = entry
+        outputs = program.run(flat)
+        return _restore(outputs, out_spec, as_torch=_is_torch(flat))
+
+    def _select(self, flat: list[Any]) -> tuple[Program, Any] | None:
+        for entry in self._programs:
+            try:
+                g = entry[0].graph
+                bind_symbols(g.input_names, [v.type for v in g.inputs], [tuple(a.shape) for a in flat],
+                             [_dtype_of(a) for a in flat], g.symbol_ranges)  # fmt: skip
+                return entry
+            except InputError:
+                continue
+        return None
+
+    def _compile_on_call(self, args: tuple[Any, ...], flat: list[Any]) -> tuple[Program, Any]:
+        with self._lock:
+            dynamic = self.dynamic if self.dynamic is not None else _differing_dims(self._programs, flat)
+            log.info("compiling %s for shapes %s (dynamic=%s)", type(self.model).__name__,
+                     [tuple(a.shape) for a in flat], dynamic)  # fmt: skip
+            return self._compile_torch(tuple(_as_torch(a) for a in args), dynamic)
+
+
+def _differing_dims(programs: list[tuple[Program, Any]], flat: list[Any]) -> dict[int, dict[int, str]] | None:
+    """Dims that differ from an earlier compile of the same ranks: make them symbolic."""
+    for program, _ in programs:
+        inputs = program.graph.inputs
+        if len(inputs) != len(flat) or any(v.type.rank != len(a.shape) for v, a in zip(inputs, flat, strict=True)):
+            continue
+        found: dict[int, dict[int, str]] = {}
+        for i, (v, a) in enumerate(zip(inputs, flat, strict=True)):
+            for axis, (d, n) in enumerate(zip(v.type.shape, a.shape, strict=True)):
+                if not isinstance(d, int) or d != n:
+                    found.setdefault(i, {})[axis] = f"d{i}_{axis}" if isinstance(d, int) else str(d)
+        return found or None
+    return None
+
+
+def _is_onnx(model: Any) -> bool:
+    if isinstance(model, str | os.PathLike):
+        return str(model).endswith(".onnx")
+    return type(model).__name__ == "ModelProto"
+
+
+def _is_torch(flat: list[Any]) -> bool:
+    return any(type(a).__module__.startswith("torch") for a in flat)
+
+
+def _flatten(args: tuple[Any, ...]) -> list[Any]:
+    import torch.utils._pytree as pytree
+
+    leaves = pytree.tree_leaves(args)
+    return [leaf for leaf in leaves if hasattr(leaf, "shape") and hasattr(leaf, "dtype")]
+
+
+def _as_torch(a: Any) -> Any:
+    import torch
+
+    return torch.from_numpy(np.asarray(a)) if isinstance(a, np.ndarray) else a
+
+
+def _restore(outputs: list[Any], out_spec: Any, *, as_torch: bool) -> Any:
+    if as_torch:
+        import torch
+
+        values = [torch.from_dlpack(t) for t in outputs]
+    else:
+        values = [t.numpy() for t in outputs]
+    if out_spec is None:
+        return values
+    import torch.utils._pytree as pytree
+
+    return pytree.tree_unflatten(values, out_spec)
+
+
+def compile(model: Any = None, example_inputs: Sequence[Any] | None = None, *, target: Any = "llvm",
+            dynamic: Any = None, passes: Sequence[str] | None = None) -> Any:  # fmt: skip
+    """Compile a torch nn.Module or function, or an ONNX model (ModelProto or .onnx path).
+
+    Works as `ember.compile(model, ...)`, `@ember.compile` and `@ember.compile(target=...)`.
+    """
+    if model is None:
+        return lambda fn: compile(fn, example_inputs, target=target, dynamic=dynamic, passes=passes)
+    if not (_is_onnx(model) or callable(model)):
+        raise EmberError(
+            f"ember.compile takes a torch nn.Module or function, or an ONNX ModelProto or .onnx path; "
+            f"got {type(model).__name__}"
+        )
+    return CompiledModel(model, example_inputs, target=target, dynamic=dynamic, passes=passes)
+
+

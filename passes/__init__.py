@@ -1,1 +1,22 @@
-"""TODO"""
+"""Graph → Graph rewrites, the pass registry and the default pipeline."""
+
+from ember.passes import (
+    canonicalize,
+    eliminate_common_subexpressions,
+    eliminate_dead_code,
+    fold_constants,
+)
+from ember.passes.pipeline import DEFAULT_PIPELINE, run_pipeline
+from ember.passes.registry import PASSES, graph_pass, parse_pass_spec
+
+__all__ = [
+    "DEFAULT_PIPELINE",
+    "PASSES",
+    "canonicalize",
+    "eliminate_common_subexpressions",
+    "eliminate_dead_code",
+    "fold_constants",
+    "graph_pass",
+    "parse_pass_spec",
+    "run_pipeline",
+]

@@ -1,0 +1,77 @@
+"""Build a graph for a target: lower to Relax, fuse, apply default schedules, compile."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import tvm
+from tvm import relax
+
+from ember.codegen.lower import to_relax
+from ember.codegen.schedule import default_schedule_rules
+from ember.codegen.target import resolve_target
+from ember.errors import CodegenError
+from ember.ir import Graph
+
+__all__ = ["BuildResult", "build", "fuse"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """A compiled Relax executable with the target it was built for and how long each step took."""
+
+    executable: Any
+    target: dict[str, Any]
+    times: dict[str, float]
+
+
+def fuse(mod: Any) -> Any:
+    """TVM's operator fusion: ember hands fusion decisions to Relax FuseOps/FuseTIR."""
+    return tvm.transform.Sequential(
+        [
+            relax.transform.LegalizeOps(),
+            relax.transform.AnnotateTIROpPattern(),
+            relax.transform.FoldConstant(),
+            relax.transform.FuseOps(),
+            relax.transform.FuseTIR(),
+            relax.transform.DeadCodeElimination(),
+        ]
+    )(mod)
+
+
+def build(g: Graph, target: str | dict[str, Any] = "llvm", *, schedule: bool = True) -> BuildResult:
+    """Compile `g`; `schedule=False` keeps TVM's unscheduled TIR (the baseline)."""
+    spec = resolve_target(target)
+    tgt = tvm.target.Target(spec)
+    times: dict[str, float] = {}
+    start = time.perf_counter()
+    mod = to_relax(g)
+    times["lower"] = time.perf_counter() - start
+    try:
+        with tgt:
+            start = time.perf_counter()
+            mod = fuse(mod)
+            times["fuse"] = time.perf_counter() - start
+            start = time.perf_counter()
+            if schedule:
+                from tvm.s_tir import dlight
+
+                mod = dlight.ApplyDefaultSchedule(*default_schedule_rules(spec))(mod)
+            times["schedule"] = time.perf_counter() - start
+        start = time.perf_counter()
+        executable = tvm.compile(mod, tgt)
+        times["compile"] = time.perf_counter() - start
+    except tvm.error.TVMError as err:
+        raise CodegenError(f"TVM failed to build graph {g.name!r} for {spec}: {_first_line(err)}") from err
+    log.info("built %s for %s in %s", g.name, spec.get("kind"), times)
+    return BuildResult(executable, spec, times)
+
+
+def _first_line(err: Exception) -> str:
+    lines = [line for line in str(err).splitlines() if line.strip()]
+    return lines[-1] if lines else type(err).__name__
