@@ -9,7 +9,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 
 from ember.errors import ShapeError
-from ember.ir.types import TensorType
+from ember.ir.types import DType, TensorType
 
 __all__ = ["OPS", "Op", "register_op"]
 
@@ -34,6 +34,15 @@ class Op:
     """
 
     name: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        """Coerce convenient spellings: dtype names to DType, lists to tuples (ops stay hashable)."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(f.default, DType) and not isinstance(value, DType):
+                object.__setattr__(self, f.name, DType.of(value))
+            elif isinstance(value, list):
+                object.__setattr__(self, f.name, _tuples(value))
 
     def infer(self, *inputs: TensorType) -> TensorType | tuple[TensorType, ...]:
         raise NotImplementedError
@@ -62,6 +71,10 @@ class Op:
     def __str__(self) -> str:
         attrs = ",".join(f"{k}={_attr_str(v)}" for k, v in self.attrs.items())
         return f"{self.name}[{attrs}]" if attrs else self.name
+
+
+def _tuples(value: object) -> object:
+    return tuple(_tuples(v) for v in value) if isinstance(value, list | tuple) else value
 
 
 def _attr_str(v: object) -> str:

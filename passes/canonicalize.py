@@ -27,7 +27,8 @@ def _reshape(b: Builder, node: Node) -> Value | None:
         return x
     producer = b.producer(x)
     if producer is not None and isinstance(producer.op, Reshape):
-        return b.emit(Reshape(out.type.shape), producer.inputs[0], loc=node.loc)
+        source = producer.inputs[0]
+        return source if _same_shape(source, out) else b.emit(Reshape(out.type.shape), source, loc=node.loc)
     return None
 
 

@@ -1,0 +1,20 @@
+# Two commands on a fresh machine: `make demo` (set up, compile a model, run it) and `make test`.
+PYTHON ?= python3
+STAMP := .venv-ready
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+.PHONY: install demo test test-all
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(PYTHON) examples/quickstart.py
+
+test: $(STAMP)
+	$(PYTHON) -m pytest -m "not slow" -q
+
+test-all: $(STAMP)
+	$(PYTHON) -m pytest -q
