@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -66,10 +67,20 @@ def build(g: Graph, target: str | dict[str, Any] = "llvm", *, schedule: bool = T
         start = time.perf_counter()
         executable = tvm.compile(mod, tgt)
         times["compile"] = time.perf_counter() - start
-    except tvm.error.TVMError as err:
-        raise CodegenError(f"TVM failed to build graph {g.name!r} for {spec}: {_first_line(err)}") from err
+    except Exception as err:  # TVM raises RuntimeError/ValueError/TypeError subclasses alike
+        dump = _dump(mod)
+        raise CodegenError(
+            f"TVM failed to build graph {g.name!r} for target {spec}: {_first_line(err)}\n"
+            f"the Relax/TIR module is at {dump}; please report it with that file"
+        ) from err
     log.info("built %s for %s in %s", g.name, spec.get("kind"), times)
     return BuildResult(executable, spec, times)
+
+
+def _dump(mod: Any) -> str:
+    with tempfile.NamedTemporaryFile("w", suffix=".py", prefix="ember-failed-", delete=False) as f:
+        f.write(mod.script())
+    return f.name
 
 
 def _first_line(err: Exception) -> str:

@@ -1,14 +1,16 @@
-"""Shared test helpers: per-dtype tolerances, and building one op's TE compute for CPU."""
+"""Shared test helpers: per-dtype tolerances, `assert_close`, `check_pass`, `random_inputs`, and
+building one op's TE compute for CPU."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from ember.ir import Op, TensorType
+from ember.ir import Graph, Op, TensorType, interpret, print_graph, verify
 
-__all__ = ["TOLERANCES", "assert_close", "run_compute"]
+__all__ = ["TOLERANCES", "assert_close", "check_pass", "random_inputs", "run_compute"]
 
 TOLERANCES: dict[str, tuple[float, float]] = {  # dtype: (rtol, atol)
     "float64": (1e-7, 1e-9),
@@ -20,12 +22,16 @@ TOLERANCES: dict[str, tuple[float, float]] = {  # dtype: (rtol, atol)
 CPU = {"kind": "llvm", "mcpu": "sapphirerapids"}
 
 
-def assert_close(actual: np.ndarray, expected: np.ndarray) -> None:
-    """Exact for ints and bools, else the tolerance of expected's dtype."""
+def assert_close(
+    actual: np.ndarray, expected: np.ndarray, *, rtol: float | None = None, atol: float | None = None
+) -> None:
+    """Exact for ints and bools, else the tolerance of expected's dtype (or the one given)."""
     actual, expected = np.asarray(actual), np.asarray(expected)
     assert actual.shape == expected.shape, f"shape {actual.shape} != {expected.shape}"
     assert actual.dtype == expected.dtype, f"dtype {actual.dtype} != {expected.dtype}"
-    rtol, atol = TOLERANCES.get(expected.dtype.name, (0.0, 0.0))
+    default_rtol, default_atol = TOLERANCES.get(expected.dtype.name, (0.0, 0.0))
+    rtol = default_rtol if rtol is None else rtol
+    atol = default_atol if atol is None else atol
     np.testing.assert_allclose(actual.astype(np.float64), expected.astype(np.float64), rtol=rtol, atol=atol)
 
 
@@ -43,3 +49,33 @@ def run_compute(op: Op, *arrays: np.ndarray) -> list[np.ndarray]:
     out_arrays = [tvm.runtime.tensor(np.zeros([int(d) for d in t.shape], t.dtype.numpy)) for t in types]
     lib(*(tvm.runtime.tensor(a) for a in arrays), *out_arrays)
     return [o.numpy() for o in out_arrays]
+
+
+def random_inputs(g: Graph, rng: np.random.Generator, sizes: dict[str, int] | None = None) -> list[np.ndarray]:
+    """Seeded random inputs for a graph's signature; symbols take `sizes` (default 3)."""
+    import sympy
+
+    env = {s: (sizes or {}).get(s.name, 3) for v in g.inputs for s in v.type.symbols}
+    arrays = []
+    for v in g.inputs:
+        shape = [int(sympy.sympify(d).subs(env)) for d in v.type.shape]
+        dtype = v.type.dtype.numpy
+        if v.type.dtype.is_float:
+            arrays.append(rng.standard_normal(shape).astype(dtype))
+        elif v.type.dtype.value == "bool":
+            arrays.append(rng.random(shape) < 0.5)
+        else:
+            arrays.append(rng.integers(0, 4, shape).astype(dtype))
+    return arrays
+
+
+def check_pass(graph_pass: Callable[..., Graph], before: Graph, expected: Graph, **options: object) -> Graph:
+    """Run the pass, verify, compare structure with `expected` and numerics with `before`."""
+    after = verify(graph_pass(before, **options))
+    assert print_graph(after) == print_graph(expected), (
+        f"structure differs\n--- after\n{print_graph(after)}\n--- expected\n{print_graph(expected)}"
+    )
+    inputs = random_inputs(before, np.random.default_rng(0))
+    for got, want in zip(interpret(after, *inputs), interpret(before, *inputs), strict=True):
+        assert_close(got, want)
+    return after

@@ -34,12 +34,12 @@ def _topi(name: str) -> Callable[..., Any]:
 
 
 def _te_expr(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """A unary TE compute from a scalar expression builder `fn(x, tirx)`."""
+    """A unary TE compute from a scalar expression builder `fn(value, tirx, dtype)`."""
 
     def compute(x: Any) -> Any:
         from tvm import te, tirx
 
-        return te.compute(x.shape, lambda *i: fn(x(*i), tirx), name="out")
+        return te.compute(x.shape, lambda *i: fn(x(*i), tirx, str(x.dtype)), name="out")
 
     return compute
 
@@ -79,7 +79,7 @@ _UNARY: dict[str, tuple[Callable[..., Any], Callable[..., Any], bool]] = {
     "log": (np.log, _topi("log"), True),
     "sqrt": (np.sqrt, _topi("sqrt"), True),
     "rsqrt": (lambda x: 1.0 / np.sqrt(x), _topi("rsqrt"), True),
-    "reciprocal": (lambda x: 1.0 / x, _te_expr(lambda v, t: t.const(1, v.dtype) / v), True),
+    "reciprocal": (lambda x: 1.0 / x, _te_expr(lambda v, t, d: t.const(1, d) / v), True),
     "sin": (np.sin, _topi("sin"), True),
     "cos": (np.cos, _topi("cos"), True),
     "tan": (np.tan, _topi("tan"), True),
@@ -96,16 +96,16 @@ _UNARY: dict[str, tuple[Callable[..., Any], Callable[..., Any], bool]] = {
     "sigmoid": (_sigmoid, _topi("sigmoid"), True),
     "floor": (np.floor, _topi("floor"), True),
     "ceil": (np.ceil, _topi("ceil"), True),
-    "round": (np.round, _te_expr(lambda v, t: t.nearbyint(v)), True),
-    "relu": (lambda x: np.maximum(x, 0), _te_expr(lambda v, t: t.max(v, t.const(0, v.dtype))), False),
-    "silu": (lambda x: x * _sigmoid(x), _te_expr(lambda v, t: v * t.sigmoid(v)), True),
+    "round": (np.round, _te_expr(lambda v, t, d: t.nearbyint(v)), True),
+    "relu": (lambda x: np.maximum(x, 0), _te_expr(lambda v, t, d: t.max(v, t.const(0, d))), False),
+    "silu": (lambda x: x * _sigmoid(x), _te_expr(lambda v, t, d: v * t.sigmoid(v)), True),
     "softplus": (
         lambda x: np.logaddexp(0, x),
-        _te_expr(lambda v, t: t.log(t.const(1, v.dtype) + t.exp(v))),
+        _te_expr(lambda v, t, d: t.log(t.const(1, d) + t.exp(v))),
         True,
     ),
-    "softsign": (lambda x: x / (1 + np.abs(x)), _te_expr(lambda v, t: v / (t.const(1, v.dtype) + t.abs(v))), True),
-    "log1p": (np.log1p, _te_expr(lambda v, t: t.log(t.const(1, v.dtype) + v)), True),
+    "softsign": (lambda x: x / (1 + np.abs(x)), _te_expr(lambda v, t, d: v / (t.const(1, d) + t.abs(v))), True),
+    "log1p": (np.log1p, _te_expr(lambda v, t, d: t.log(t.const(1, d) + v)), True),
     "is_nan": (np.isnan, _topi("isnan"), True),
     "is_inf": (np.isinf, _topi("isinf"), True),
     "logical_not": (np.logical_not, _topi("logical_not"), False),
@@ -180,12 +180,12 @@ def _fmod(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def _te_binary(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """A broadcasting binary TE compute from a scalar expression builder `fn(a, b, tirx)`."""
+    """A broadcasting binary TE compute from a scalar expression builder `fn(a, b, tirx, dtype)`."""
 
     def compute(x: Any, y: Any) -> Any:
         from tvm import tirx
 
-        return _broadcast_compute(x, y, lambda a, b: fn(a, b, tirx))
+        return _broadcast_compute(x, y, lambda a, b: fn(a, b, tirx, str(x.dtype)))
 
     return compute
 
@@ -212,14 +212,14 @@ _BINARY: dict[str, tuple[Callable[..., Any], Callable[..., Any], str, bool]] = {
     "add": (np.add, _topi("add"), "any", False),
     "sub": (np.subtract, _topi("subtract"), "any", False),
     "mul": (np.multiply, _topi("multiply"), "any", False),
-    "div": (_trunc_div, _te_binary(lambda a, b, t: t.truncdiv(a, b) if "int" in a.dtype else a / b), "any", False),
+    "div": (_trunc_div, _te_binary(lambda a, b, t, d: t.truncdiv(a, b) if "int" in d else a / b), "any", False),
     "floor_div": (np.floor_divide, _topi("floor_divide"), "any", False),
     "mod": (np.mod, _topi("floor_mod"), "any", False),
-    "fmod": (_fmod, _te_binary(lambda a, b, t: t.truncmod(a, b) if "int" in a.dtype else t.fmod(a, b)), "any", False),
+    "fmod": (_fmod, _te_binary(lambda a, b, t, d: t.truncmod(a, b) if "int" in d else a - t.trunc(a / b) * b), "any", False),
     "pow": (np.power, _topi("power"), "any", False),
     "maximum": (np.maximum, _topi("maximum"), "any", False),
     "minimum": (np.minimum, _topi("minimum"), "any", False),
-    "atan2": (np.arctan2, _te_binary(lambda a, b, t: t.atan2(a, b)), "float", False),
+    "atan2": (np.arctan2, _te_binary(lambda a, b, t, d: t.atan2(a, b)), "float", False),
     "bitwise_and": (np.bitwise_and, _topi("bitwise_and"), "int", False),
     "bitwise_or": (np.bitwise_or, _topi("bitwise_or"), "int", False),
     "bitwise_xor": (np.bitwise_xor, _topi("bitwise_xor"), "int", False),
@@ -355,12 +355,14 @@ class Gelu(Op):
     def compute(self, x: Any) -> Any:
         from tvm import te, tirx
 
+        d = str(x.dtype)
+
         def gelu(v: Any) -> Any:
-            half, one = tirx.const(0.5, v.dtype), tirx.const(1.0, v.dtype)
+            half, one = tirx.const(0.5, d), tirx.const(1.0, d)
             if self.approximate == "tanh":
-                k, c = tirx.const(math.sqrt(2 / math.pi), v.dtype), tirx.const(0.044715, v.dtype)
+                k, c = tirx.const(math.sqrt(2 / math.pi), d), tirx.const(0.044715, d)
                 return half * v * (one + tirx.tanh(k * (v + c * v * v * v)))
-            return half * v * (one + tirx.erf(v * tirx.const(1 / math.sqrt(2), v.dtype)))
+            return half * v * (one + tirx.erf(v * tirx.const(1 / math.sqrt(2), d)))
 
         return te.compute(x.shape, lambda *i: gelu(x(*i)), name="out")
 
