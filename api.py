@@ -66,7 +66,8 @@ class CompiledModel:
     torch models take and return torch tensors (numpy in → numpy out), outputs in the eager
     structure; ONNX models return a list of numpy arrays in graph-output order. Without example
     inputs the model compiles on first call, once per input signature; a call whose shapes differ
-    from every compiled signature recompiles with the differing dims symbolic, so later sizes reuse it.
+    from every compiled signature recompiles with the differing dims symbolic, so later sizes reuse
+    it. With example inputs the compiled signature is fixed and other calls raise InputError.
     """
 
     def __init__(self, model: Any, example_inputs: Sequence[Any] | None, *, target: Any,
@@ -79,6 +80,7 @@ class CompiledModel:
         self._programs: list[tuple[Program, Any]] = []
         self._lock = threading.Lock()
         self._is_onnx = _is_onnx(model)
+        self._lazy = example_inputs is None and not self._is_onnx
         if self._is_onnx:
             from ember.frontend.onnx import from_onnx
 
@@ -107,8 +109,10 @@ class CompiledModel:
             program, _ = self._programs[0]
             return [t.numpy() for t in program.run(args)]
         flat = _flatten(args)
-        entry = self._select(flat) or self._compile_on_call(args, flat)
-        program, out_spec = entry
+        entry = self._select(flat)
+        if entry is None and not self._lazy:
+            entry = self._programs[0]  # compiled for example inputs: its run() explains the mismatch
+        program, out_spec = entry or self._compile_on_call(args, flat)
         outputs = program.run(flat)
         return _restore(outputs, out_spec, as_torch=_is_torch(flat))
 

@@ -96,7 +96,7 @@ def to_relax(g: Graph) -> Any:
     ctx = LowerContext(bb, {})
     params = [relax.Var(v.name or f"input{i}", _relax_type(v.type, ctx)) for i, v in enumerate(g.inputs)]
     env: dict[Value, Any] = dict(zip(g.inputs, params, strict=True))
-    with bb.function(g.name, params):
+    with bb.function("main", params):
         with bb.dataflow():
             for v, array in g.consts.items():
                 env[v] = _const(array, v.type)
