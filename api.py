@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ember import config
 from ember.errors import EmberError, InputError
 from ember.ir import DType, Graph, bind_symbols
 
@@ -55,7 +56,7 @@ def compile_graph(g: Graph, target: str | dict[str, Any] = "llvm", passes: Seque
     from ember.passes import run_pipeline
     from ember.runtime import Executor
 
-    optimized, pass_times = run_pipeline(g, passes, dump_dir=os.environ.get("EMBER_DUMP_IR"))
+    optimized, pass_times = run_pipeline(g, passes, dump_dir=config.dump_ir_dir())
     result = build(optimized, target)
     return Program(optimized, Executor(result.executable), result.target, {**pass_times, **result.times})
 

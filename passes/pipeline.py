@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from ember import config
 from ember.errors import EmberError, PassError
 from ember.ir import Graph, print_graph, verify
 from ember.passes.registry import PASSES, parse_pass_spec
@@ -42,7 +43,7 @@ def run_pipeline(
     specs = [parse_pass_spec(n) for n in (DEFAULT_PIPELINE if names is None else names)]
     specs = [s for s in specs if s.name not in disabled]
     if verify_each is None:
-        verify_each = os.environ.get("EMBER_VERIFY") == "1"
+        verify_each = config.verify_each_pass()
     dump = Path(dump_dir) if dump_dir else None
     if dump:
         dump.mkdir(parents=True, exist_ok=True)
