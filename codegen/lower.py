@@ -107,9 +107,11 @@ def to_relax(g: Graph) -> Any:
                 except Exception as err:
                     shapes = ", ".join(str(v.type) for v in node.inputs)
                     raise CodegenError(f"lowering {node.op} ({shapes}) at {node.loc} failed: {err}") from err
-                if len(node.outputs) == 1:
+                if isinstance(result, list | tuple):  # one Relax value per output
+                    env.update(zip(node.outputs, result, strict=True))
+                elif len(node.outputs) == 1:
                     env[node.outputs[0]] = result
-                else:
+                else:  # one TE function with several outputs
                     for i, v in enumerate(node.outputs):
                         env[v] = bb.emit(relax.TupleGetItem(result, i))
             out = bb.emit_output(relax.Tuple([env[v] for v in g.outputs]))

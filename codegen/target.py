@@ -14,6 +14,7 @@ __all__ = ["host_cpu", "resolve_target"]
 # LLVM CPU names by the most specific feature flag /proc/cpuinfo shows (checked in order)
 _MCPU_BY_FLAG = (
     ("amx_tile", "sapphirerapids"),
+    ("avx512_bf16", "cooperlake"),
     ("avx512_vnni", "cascadelake"),
     ("avx512f", "skylake-avx512"),
     ("avx2", "haswell"),

@@ -54,7 +54,10 @@ class Op:
         raise NotImplementedError(f"{self.name} has no TE compute")
 
     def lower(self, ctx: Any, args: Sequence[Any]) -> Any:
-        """Emit this op into Relax through `ctx` (codegen's LowerContext); returns a Relax expr.
+        """Emit this op into Relax through `ctx` (codegen's LowerContext).
+
+        Returns one Relax value, a tuple-typed value (a TE function with several outputs), or a
+        list with one Relax value per output.
 
         The default emits `compute` as one TE function. `ctx.shape(i)` gives output i's shape
         as TIR dims, for ops whose compute needs its symbolic output shape.

@@ -155,8 +155,6 @@ class Split(Op):
         return tuple(np.split(x, bounds, axis=norm_axis(self.name, self.axis, x.ndim)))
 
     def lower(self, ctx: Any, args: Any) -> Any:
-        from tvm import relax
-
         (x,) = args
         pieces = []
         start: Any = 0
@@ -164,7 +162,7 @@ class Split(Op):
             size = ctx.shape(i)[self.axis]
             pieces.append(ctx.emit_te(_slice_compute(self.axis, start, size), x))
             start = start + size
-        return relax.Tuple(pieces)
+        return pieces
 
 
 def _slice_compute(axis: int, start: Any, size: Any) -> Any:
