@@ -10,13 +10,15 @@ import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cache, cached_property
 from typing import Any
 
 import numpy as np
 
 from ember import config
 from ember.errors import EmberError, InputError
-from ember.ir import DType, Graph, bind_symbols
+from ember.ir import DType, Graph
+from ember.ir.signature import Signature
 
 __all__ = ["CompiledModel", "Program", "compile", "compile_graph"]
 
@@ -32,22 +34,36 @@ class Program:
     target: dict[str, Any]
     times: dict[str, float] = field(default_factory=dict)
 
+    @cached_property
+    def signature(self) -> Signature:
+        g = self.graph
+        return Signature(g.input_names, [v.type for v in g.inputs], g.symbol_ranges)
+
+    def check(self, arrays: Sequence[Any]) -> None:
+        """Raise InputError unless the arrays fit the graph's signature."""
+        self.signature.bind([tuple(a.shape) for a in arrays], [_dtype_of(a) for a in arrays])
+
     def run(self, arrays: Sequence[Any]) -> list[Any]:
         """Check the inputs against the graph's signature, then run; returns TVM tensors."""
-        g = self.graph
-        bind_symbols(
-            g.input_names,
-            [v.type for v in g.inputs],
-            [tuple(a.shape) for a in arrays],
-            [_dtype_of(a) for a in arrays],
-            g.symbol_ranges,
-        )
+        self.check(arrays)
         return self.executor.run(arrays)
+
+    def export(self, path: str | os.PathLike[str]) -> str:
+        """Write this program as one `.so` (weights and metadata inside); load it with
+        `ember.runtime.load` or the C++ `ember_run`. Returns the absolute path."""
+        from ember.codegen.export import export_library, graph_metadata
+
+        metadata = graph_metadata(self.graph, self.target)
+        return str(export_library(self.executor.executable, metadata, path))
 
 
 def _dtype_of(array: Any) -> DType:
-    dtype = array.dtype
-    return DType.of(str(dtype).removeprefix("torch.")) if not isinstance(dtype, np.dtype) else DType.of(dtype)
+    return _dtype_named(array.dtype)
+
+
+@cache
+def _dtype_named(dtype: Any) -> DType:
+    return DType.of(dtype) if isinstance(dtype, np.dtype) else DType.of(str(dtype).removeprefix("torch."))
 
 
 def compile_graph(g: Graph, target: str | dict[str, Any] = "llvm", passes: Sequence[str] | None = None) -> Program:
@@ -93,6 +109,18 @@ class CompiledModel:
     def programs(self) -> list[Program]:
         return [p for p, _ in self._programs]
 
+    def export(self, path: str | os.PathLike[str]) -> str:
+        """Write the most recently compiled program as one `.so` (see `Program.export`).
+
+        Outputs come back flat, in graph order; a model compiled lazily must be called once first.
+        """
+        if not self._programs:
+            raise EmberError(
+                f"{type(self.model).__name__} has not been compiled yet: call it once, or pass "
+                f"example_inputs to ember.compile, before export()"
+            )
+        return self._programs[-1][0].export(path)
+
     def _add(self, g: Graph, out_spec: Any) -> tuple[Program, Any]:
         entry = (compile_graph(g, self.target, self.passes), out_spec)
         self._programs.append(entry)
@@ -120,9 +148,7 @@ class CompiledModel:
     def _select(self, flat: list[Any]) -> tuple[Program, Any] | None:
         for entry in self._programs:
             try:
-                g = entry[0].graph
-                bind_symbols(g.input_names, [v.type for v in g.inputs], [tuple(a.shape) for a in flat],
-                             [_dtype_of(a) for a in flat], g.symbol_ranges)  # fmt: skip
+                entry[0].check(flat)
                 return entry
             except InputError:
                 continue
