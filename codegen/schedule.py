@@ -8,10 +8,17 @@ __all__ = ["default_schedule_rules"]
 
 
 def default_schedule_rules(target: dict[str, Any]) -> list[Any]:
-    """The dlight rules applied to every fused function, in priority order."""
+    """The dlight rules applied to every fused function, in priority order (first match wins)."""
     from tvm.s_tir import dlight
 
     if target["kind"] == "llvm":
-        return [dlight.cpu.GEMV(), dlight.cpu.Reduction()]
-    return [dlight.gpu.Matmul(), dlight.gpu.GEMV(), dlight.gpu.Reduction(), dlight.gpu.GeneralReduction(),
-            dlight.gpu.Fallback()]  # fmt: skip
+        from ember.codegen.cpu_elementwise import Elementwise
+        from ember.codegen.cpu_fallback import Fallback
+        from ember.codegen.cpu_matmul import Matmul
+        from ember.codegen.cpu_reduction import RowReduction
+
+        # dlight's cpu.GEMV takes matrix-vector products with a contiguous reduction (x @ W.T, M=1),
+        # which Matmul would first transpose; its cpu.Reduction is slower here than RowReduction.
+        return [dlight.cpu.GEMV(), Matmul(), Elementwise(), RowReduction(), Fallback()]
+    gpu = dlight.gpu
+    return [gpu.Matmul(), gpu.GEMV(), gpu.Reduction(), gpu.GeneralReduction(), gpu.Fallback()]
