@@ -11,6 +11,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache, cached_property
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,9 @@ class Program:
     executor: Any
     target: dict[str, Any]
     times: dict[str, float] = field(default_factory=dict)
+    cache_key: str | None = None  # None: built with the on-disk cache off
+    cache_hit: bool = False  # loaded from the cache: `times` has no build steps
+    cache_entry: Path | None = None  # the cache directory holding this build
 
     @cached_property
     def signature(self) -> Signature:
@@ -53,6 +57,10 @@ class Program:
         `ember.runtime.load` or the C++ `ember_run`. Returns the absolute path."""
         from ember.codegen.export import export_library, graph_metadata
 
+        if self.cache_hit and self.cache_entry is not None:  # a loaded .so cannot be relinked
+            from ember.codegen.cache import copy_library
+
+            return str(copy_library(self.cache_entry, path))
         metadata = graph_metadata(self.graph, self.target)
         return str(export_library(self.executor.executable, metadata, path))
 
@@ -66,15 +74,26 @@ def _dtype_named(dtype: Any) -> DType:
     return DType.of(dtype) if isinstance(dtype, np.dtype) else DType.of(str(dtype).removeprefix("torch."))
 
 
-def compile_graph(g: Graph, target: str | dict[str, Any] = "llvm", passes: Sequence[str] | None = None) -> Program:
-    """Optimize and build an ember graph."""
-    from ember.codegen.build import build
-    from ember.passes import run_pipeline
+def compile_graph(
+    g: Graph,
+    target: str | dict[str, Any] = "llvm",
+    passes: Sequence[str] | None = None,
+    *,
+    cache: bool | None = None,
+) -> Program:
+    """Optimize and build an ember graph; `cache` (default: EMBER_CACHE) reuses on-disk builds."""
+    from ember.codegen.cache import cached_build
+    from ember.passes import DEFAULT_PIPELINE, run_pipeline
     from ember.runtime import Executor
 
     optimized, pass_times = run_pipeline(g, passes, dump_dir=config.dump_ir_dir())
-    result = build(optimized, target)
-    return Program(optimized, Executor(result.executable), result.target, {**pass_times, **result.times})
+    use_cache = config.cache_enabled() if cache is None else cache
+    names = DEFAULT_PIPELINE if passes is None else passes
+    cached = cached_build(optimized, target, names, config.cache_dir() if use_cache else None)
+    result = cached.build
+    times = {**pass_times, **result.times}
+    executor = Executor(result.executable, target=result.target)
+    return Program(optimized, executor, result.target, times, cached.key, cached.hit, cached.path)
 
 
 class CompiledModel:
@@ -88,11 +107,13 @@ class CompiledModel:
     """
 
     def __init__(self, model: Any, example_inputs: Sequence[Any] | None, *, target: Any,
-                 dynamic: Any, passes: Sequence[str] | None) -> None:  # fmt: skip
+                 dynamic: Any, passes: Sequence[str] | None,
+                 cache: bool | None = None) -> None:  # fmt: skip
         self.model = model
         self.target = target
         self.dynamic = dynamic
         self.passes = passes
+        self.cache = cache
         self.compile_count = 0
         self._programs: list[tuple[Program, Any]] = []
         self._lock = threading.Lock()
@@ -122,7 +143,7 @@ class CompiledModel:
         return self._programs[-1][0].export(path)
 
     def _add(self, g: Graph, out_spec: Any) -> tuple[Program, Any]:
-        entry = (compile_graph(g, self.target, self.passes), out_spec)
+        entry = (compile_graph(g, self.target, self.passes, cache=self.cache), out_spec)
         self._programs.append(entry)
         self.compile_count += 1
         return entry
@@ -215,18 +236,22 @@ def _restore(outputs: list[Any], out_spec: Any, *, as_torch: bool) -> Any:
 
 
 def compile(model: Any = None, example_inputs: Sequence[Any] | None = None, *, target: Any = "llvm",
-            dynamic: Any = None, passes: Sequence[str] | None = None) -> Any:  # fmt: skip
+            dynamic: Any = None, passes: Sequence[str] | None = None,
+            cache: bool | None = None) -> Any:  # fmt: skip
     """Compile a torch nn.Module or function, or an ONNX model (ModelProto or .onnx path).
 
     Works as `ember.compile(model, ...)`, `@ember.compile` and `@ember.compile(target=...)`.
+    `cache=False` skips the on-disk compile cache (default: on unless EMBER_CACHE=0).
     """
     if model is None:
-        return lambda fn: compile(fn, example_inputs, target=target, dynamic=dynamic, passes=passes)
+        return lambda fn: compile(fn, example_inputs, target=target, dynamic=dynamic, passes=passes,
+                                  cache=cache)  # fmt: skip
     if not (_is_onnx(model) or callable(model)):
         raise EmberError(
             f"ember.compile takes a torch nn.Module or function, or an ONNX ModelProto or .onnx path; "
             f"got {type(model).__name__}"
         )
-    return CompiledModel(model, example_inputs, target=target, dynamic=dynamic, passes=passes)
+    return CompiledModel(model, example_inputs, target=target, dynamic=dynamic, passes=passes,
+                         cache=cache)  # fmt: skip
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "ArtifactError",
     "CodegenError",
     "EmberError",
     "InputError",
@@ -10,6 +11,7 @@ __all__ = [
     "ShapeError",
     "TuningError",
     "UnsupportedError",
+    "UsageError",
     "VerifyError",
 ]
 
@@ -28,6 +30,14 @@ class ShapeError(EmberError, ValueError):
 
 class InputError(EmberError, ValueError):
     """A compiled model was called with the wrong number, shape or dtype of inputs."""
+
+
+class ArtifactError(EmberError):
+    """An exported model file is missing, damaged, not ember's, or from an incompatible version."""
+
+
+class UsageError(EmberError):
+    """A command line or option that cannot work: bad syntax, a missing file, a wrong flag."""
 
 
 class PassError(EmberError):

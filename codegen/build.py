@@ -11,7 +11,10 @@ from typing import Any
 import tvm
 from tvm import relax
 
+from ember.codegen.fast_math import fast_math as use_fast_math
+from ember.codegen.gpu_schedule import schedule_gpu
 from ember.codegen.lower import to_relax
+from ember.codegen.rocm_link import use_system_toolchain
 from ember.codegen.schedule import default_schedule_rules
 from ember.codegen.target import resolve_target
 from ember.errors import CodegenError
@@ -45,11 +48,20 @@ def fuse(mod: Any) -> Any:
     )(mod)
 
 
-def build(g: Graph, target: str | dict[str, Any] = "llvm", *, schedule: bool = True) -> BuildResult:
-    """Compile `g`; `schedule=False` keeps TVM's unscheduled TIR (the baseline)."""
+def build(
+    g: Graph,
+    target: str | dict[str, Any] = "llvm",
+    *,
+    schedule: bool = True,
+    fast_math: bool = True,
+) -> BuildResult:
+    """Compile `g`; `schedule=False` keeps TVM's unscheduled TIR (the baseline), and
+    `fast_math=False` keeps libm's float32 exp/erf/tanh/sigmoid on CPUs (codegen/fast_math.py)."""
     spec = resolve_target(target)
     tgt = tvm.target.Target(spec)
     times: dict[str, float] = {}
+    if spec["kind"] == "rocm":
+        use_system_toolchain()
     start = time.perf_counter()
     mod = to_relax(g)
     times["lower"] = time.perf_counter() - start
@@ -59,14 +71,17 @@ def build(g: Graph, target: str | dict[str, Any] = "llvm", *, schedule: bool = T
             mod = fuse(mod)
             times["fuse"] = time.perf_counter() - start
             start = time.perf_counter()
+            if fast_math and spec["kind"] == "llvm":  # GPUs have fast hardware exp/tanh already
+                mod = use_fast_math(mod)
             if schedule:
-                from tvm.s_tir import dlight
-
-                mod = dlight.ApplyDefaultSchedule(*default_schedule_rules(spec))(mod)
+                mod = _apply_schedules(mod, spec, tgt)
             times["schedule"] = time.perf_counter() - start
         start = time.perf_counter()
         executable = tvm.compile(mod, tgt)
         times["compile"] = time.perf_counter() - start
+    except CodegenError as err:
+        err.add_note(f"the Relax/TIR module is at {_dump(mod)}")
+        raise
     except Exception as err:  # TVM raises RuntimeError/ValueError/TypeError subclasses alike
         dump = _dump(mod)
         raise CodegenError(
@@ -75,6 +90,15 @@ def build(g: Graph, target: str | dict[str, Any] = "llvm", *, schedule: bool = T
         ) from err
     log.info("built %s for %s in %s", g.name, spec.get("kind"), times)
     return BuildResult(executable, spec, times)
+
+
+def _apply_schedules(mod: Any, spec: dict[str, Any], tgt: Any) -> Any:
+    rules = default_schedule_rules(spec)
+    if spec["kind"] == "llvm":
+        from tvm.s_tir import dlight
+
+        return dlight.ApplyDefaultSchedule(*rules)(mod)
+    return schedule_gpu(mod, rules, tgt)
 
 
 def _dump(mod: Any) -> str:

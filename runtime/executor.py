@@ -3,12 +3,13 @@ out. Imports only numpy and the TVM runtime, so a deployed model needs nothing e
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from ember.errors import EmberError
 
-__all__ = ["Executor", "to_tvm"]
+__all__ = ["Executor", "device_for", "to_tvm"]
 
 _ALIGNMENT = 64  # TVM's kernels assume 64-byte aligned buffers
 
@@ -37,11 +38,15 @@ def to_tvm(array: Any, device: Any) -> Any:
 class Executor:
     """A Relax VM over one executable, calling its `main` function."""
 
-    def __init__(self, executable: Any, device: str = "cpu") -> None:
-        import tvm
+    def __init__(
+        self, executable: Any, device: str | None = None, *, target: Mapping[str, Any] | None = None
+    ) -> None:
+        """`device` defaults to the one the executable was built for; `target` (the build's
+        target dict) only makes the error for a missing GPU name its arch."""
         from tvm.runtime.vm import VirtualMachine
 
-        self.device = tvm.cpu() if device == "cpu" else tvm.device(device)
+        self.executable = executable
+        self.device = device_for(executable, target, device)
         self.vm = VirtualMachine(executable, self.device)
         self._main = self.vm["main"]
 
@@ -49,3 +54,54 @@ class Executor:
         """Call `main`; returns the output TVM tensors (caller converts)."""
         result = self._main(*(to_tvm(a, self.device) for a in arrays))
         return list(result)
+
+
+# TVM device-module kind -> (TVM device name, what users call it)
+_GPU_MODULES = {
+    "cuda": ("cuda", "CUDA"),
+    "hip": ("rocm", "ROCm"),
+    "opencl": ("opencl", "OpenCL"),
+    "vulkan": ("vulkan", "Vulkan"),
+    "metal": ("metal", "Metal"),
+}
+
+
+def device_for(
+    executable: Any, target: Mapping[str, Any] | None = None, device: str | None = None
+) -> Any:
+    """The TVM device to run `executable` (a Relax executable or loaded module) on.
+
+    Raises EmberError when it was built for a GPU this machine lacks, or `device` is not the kind
+    it was built for.
+    """
+    import tvm
+
+    built = _gpu_kind(getattr(executable, "mod", executable))
+    expected = _GPU_MODULES[built][0] if built else "cpu"
+    wanted = device or expected
+    if wanted != expected:
+        raise EmberError(
+            f"this model was built for {_describe(expected, target)} and cannot run on {wanted}; "
+            f"compile it again for that device (--target {'llvm' if wanted == 'cpu' else wanted})"
+        )
+    dev = tvm.cpu() if wanted == "cpu" else tvm.device(wanted)
+    if not dev.exist:
+        label = _GPU_MODULES[built][1] if built else wanted.upper()
+        raise EmberError(
+            f"this model was built for {_describe(wanted, target)} but no {label} device is "
+            f"present; compile with --target llvm to run on this CPU, or copy the .so to a machine "
+            f"with that GPU"
+        )
+    return dev
+
+
+def _gpu_kind(module: Any) -> str | None:
+    """The kind of the first GPU module that `module` imports (depth first), if any."""
+    if module.kind in _GPU_MODULES:
+        return module.kind
+    return next((k for m in module.imports if (k := _gpu_kind(m))), None)
+
+
+def _describe(device: str, target: Mapping[str, Any] | None) -> str:
+    arch = (target or {}).get("arch") or (target or {}).get("mcpu")
+    return f"{device} ({arch})" if arch and device != "cpu" else device

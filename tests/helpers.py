@@ -7,10 +7,16 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-
 from ember.ir import Graph, Op, TensorType, interpret, print_graph, verify
 
-__all__ = ["TOLERANCES", "assert_close", "check_pass", "random_inputs", "run_compute"]
+__all__ = [
+    "TOLERANCES",
+    "assert_close",
+    "assert_rel_close",
+    "check_pass",
+    "random_inputs",
+    "run_compute",
+]
 
 TOLERANCES: dict[str, tuple[float, float]] = {  # dtype: (rtol, atol)
     "float64": (1e-7, 1e-9),
@@ -23,7 +29,11 @@ CPU = {"kind": "llvm", "mcpu": "sapphirerapids"}
 
 
 def assert_close(
-    actual: np.ndarray, expected: np.ndarray, *, rtol: float | None = None, atol: float | None = None
+    actual: np.ndarray,
+    expected: np.ndarray,
+    *,
+    rtol: float | None = None,
+    atol: float | None = None,
 ) -> None:
     """Exact for ints and bools, else the tolerance of expected's dtype (or the one given)."""
     actual, expected = np.asarray(actual), np.asarray(expected)
@@ -32,7 +42,9 @@ def assert_close(
     default_rtol, default_atol = TOLERANCES.get(expected.dtype.name, (0.0, 0.0))
     rtol = default_rtol if rtol is None else rtol
     atol = default_atol if atol is None else atol
-    np.testing.assert_allclose(actual.astype(np.float64), expected.astype(np.float64), rtol=rtol, atol=atol)
+    np.testing.assert_allclose(
+        actual.astype(np.float64), expected.astype(np.float64), rtol=rtol, atol=atol
+    )
 
 
 def run_compute(op: Op, *arrays: np.ndarray) -> list[np.ndarray]:
@@ -40,18 +52,24 @@ def run_compute(op: Op, *arrays: np.ndarray) -> list[np.ndarray]:
     import tvm
     from tvm import te
 
-    placeholders = [te.placeholder(a.shape, str(a.dtype), name=f"in{i}") for i, a in enumerate(arrays)]
+    placeholders = [
+        te.placeholder(a.shape, str(a.dtype), name=f"in{i}") for i, a in enumerate(arrays)
+    ]
     result: Any = op.compute(*placeholders)
     outs = list(result) if isinstance(result, tuple | list) else [result]
     lib = tvm.compile(te.create_prim_func([*placeholders, *outs]), target=CPU)
     types = op.infer(*(TensorType(a.shape, a.dtype) for a in arrays))
     types = types if isinstance(types, tuple) else (types,)
-    out_arrays = [tvm.runtime.tensor(np.zeros([int(d) for d in t.shape], t.dtype.numpy)) for t in types]
+    out_arrays = [
+        tvm.runtime.tensor(np.zeros([int(d) for d in t.shape], t.dtype.numpy)) for t in types
+    ]
     lib(*(tvm.runtime.tensor(a) for a in arrays), *out_arrays)
     return [o.numpy() for o in out_arrays]
 
 
-def random_inputs(g: Graph, rng: np.random.Generator, sizes: dict[str, int] | None = None) -> list[np.ndarray]:
+def random_inputs(
+    g: Graph, rng: np.random.Generator, sizes: dict[str, int] | None = None
+) -> list[np.ndarray]:
     """Seeded random inputs for a graph's signature; symbols take `sizes` (default 3)."""
     import sympy
 
@@ -69,7 +87,9 @@ def random_inputs(g: Graph, rng: np.random.Generator, sizes: dict[str, int] | No
     return arrays
 
 
-def check_pass(graph_pass: Callable[..., Graph], before: Graph, expected: Graph, **options: object) -> Graph:
+def check_pass(
+    graph_pass: Callable[..., Graph], before: Graph, expected: Graph, **options: object
+) -> Graph:
     """Run the pass, verify, compare structure with `expected` and numerics with `before`."""
     after = verify(graph_pass(before, **options))
     assert print_graph(after) == print_graph(expected), (
@@ -79,3 +99,15 @@ def check_pass(graph_pass: Callable[..., Graph], before: Graph, expected: Graph,
     for got, want in zip(interpret(after, *inputs), interpret(before, *inputs), strict=True):
         assert_close(got, want)
     return after
+
+
+def assert_rel_close(actual: Any, expected: Any, rtol: float = 1e-4) -> None:
+    """max|actual - expected| <= rtol * max|expected| (the model-level check against eager)."""
+    a = np.asarray(actual, dtype=np.float64)
+    e = np.asarray(expected, dtype=np.float64)
+    assert a.shape == e.shape, f"shape {a.shape} != {e.shape}"
+    err = float(np.abs(a - e).max()) if a.size else 0.0
+    scale = float(np.abs(e).max()) if e.size else 0.0
+    assert err <= rtol * max(scale, 1e-30), (
+        f"max abs error {err:.3g} > {rtol} * max|expected| {scale:.3g}"
+    )

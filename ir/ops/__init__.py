@@ -6,3 +6,9 @@ from ember.ir.ops.linalg import *  # noqa: F403
 from ember.ir.ops.nn import *  # noqa: F403
 from ember.ir.ops.reduce import *  # noqa: F403
 from ember.ir.ops.shape import *  # noqa: F403
+from ember.ir.ops.conv import *  # noqa: F403
+from ember.ir.ops.index import *  # noqa: F403
+from ember.ir.ops.layout import *  # noqa: F403
+from ember.ir.ops.pool import *  # noqa: F403
+from ember.ir.ops.moe import *  # noqa: F403
+from ember.ir.ops.einsum import *  # noqa: F403

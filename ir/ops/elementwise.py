@@ -58,9 +58,10 @@ class UnaryOp(Op):
         return x
 
     def reference(self, x: np.ndarray) -> np.ndarray:
-        if x.dtype.itemsize < 4 and self.float_only:  # f16/bf16: compute in f32 like torch
-            return type(self).np_fn(x.astype(np.float32)).astype(x.dtype)
-        return np.asarray(type(self).np_fn(x)).astype(x.dtype)
+        with np.errstate(all="ignore"):  # log(0) = -inf, sqrt(-1) = nan: IEEE results, not errors
+            if x.dtype.itemsize < 4 and self.float_only:  # f16/bf16: compute in f32 like torch
+                return type(self).np_fn(x.astype(np.float32)).astype(x.dtype)
+            return np.asarray(type(self).np_fn(x)).astype(x.dtype)
 
     def compute(self, x: Any) -> Any:
         return type(self).te_fn(x)

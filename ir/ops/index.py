@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-
 from ember.ir.op import Op, register_op
 from ember.ir.ops._shapes import norm_axis
 from ember.ir.types import Dim, DType, TensorType
@@ -95,7 +94,9 @@ class GatherNd(Op):
         out = []
         for n in range(flat_x.shape[0]):
             sizes = flat_x.shape[1 : 1 + depth]
-            idx = np.stack([_wrap(flat_i[n][..., d], sizes[d], self.name) for d in range(depth)], -1)
+            idx = np.stack(
+                [_wrap(flat_i[n][..., d], sizes[d], self.name) for d in range(depth)], -1
+            )
             out.append(flat_x[n][tuple(np.moveaxis(idx, -1, 0))])
         return np.stack(out).reshape(*batch, *indices.shape[b:-1], *x.shape[b + depth :])
 
@@ -185,9 +186,7 @@ class ScatterNd(Op):
         out = x.copy()
         depth = indices.shape[-1]
         for pos in np.ndindex(*indices.shape[:-1]):
-            target = tuple(
-                int(_wrap(indices[pos][d], x.shape[d], self.name)) for d in range(depth)
-            )
+            target = tuple(int(_wrap(indices[pos][d], x.shape[d], self.name)) for d in range(depth))
             out[target] = _scatter_reduce(self.reduction, out[target], updates[pos])
         return out
 
@@ -328,7 +327,9 @@ class _Scan(Op):
         if self.exclusive:
             identity = np.ones_like if self.name == "cumprod" else np.zeros_like
             first = identity(np.take(out, [0], axis=axis))
-            out = np.concatenate([first, np.take(out, np.arange(x.shape[axis] - 1), axis=axis)], axis)
+            out = np.concatenate(
+                [first, np.take(out, np.arange(x.shape[axis] - 1), axis=axis)], axis
+            )
         return np.flip(out, axis) if self.reverse else out
 
     def compute(self, x: Any) -> Any:
@@ -337,6 +338,7 @@ class _Scan(Op):
         axis = norm_axis(self.name, self.axis, len(x.shape))
         n = x.shape[axis]
         r = te.reduce_axis((0, n), name="r")
+        identity = tirx.const(1 if self.name == "cumprod" else 0, x.dtype)
         if self.name == "cumprod":
             reducer = te.comm_reducer(lambda a, b: a * b, lambda t: tirx.const(1, t), name="prod")
         else:
@@ -349,7 +351,7 @@ class _Scan(Op):
             else:
                 cond = r < pos if self.exclusive else r <= pos
             src = x(*(r if k == axis else v for k, v in enumerate(i)))
-            return reducer(src, axis=r, where=cond)
+            return reducer(tirx.if_then_else(cond, src, identity), axis=r)
 
         return te.compute(x.shape, body, name="out")
 
@@ -371,4 +373,3 @@ class CumProd(_Scan):
 
     name: ClassVar[str] = "cumprod"
     np_fn: ClassVar[Any] = staticmethod(np.cumprod)
-

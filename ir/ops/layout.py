@@ -8,7 +8,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import sympy
-
 from ember.ir.op import Op, register_op
 from ember.ir.types import Dim, DType, TensorType
 
@@ -27,7 +26,7 @@ class Pad(Op):
     """
 
     name: ClassVar[str] = "pad"
-    pads: tuple[Dim, ...] = ()
+    pads: tuple[int, ...] = ()
     mode: str = "constant"
     value: float | int | bool = 0
 
@@ -40,7 +39,7 @@ class Pad(Op):
         for axis, d in enumerate(x.shape):
             size = sympy.sympify(d + self.pads[axis] + self.pads[axis + x.rank])
             if size.is_number and int(size) < 0:
-                raise self.error(f"pads {list(map(str, self.pads))} crop axis {axis} of {x} below 0")
+                raise self.error(f"pads {list(self.pads)} crop axis {axis} of {x} below 0")
             shape.append(int(size) if size.is_number else size)
         return x.with_shape(shape)
 
@@ -49,32 +48,37 @@ class Pad(Op):
         before = [int(p) for p in self.pads[:rank]]
         after = [int(p) for p in self.pads[rank:]]
         crop = tuple(
-            slice(max(-b, 0), x.shape[i] - max(-a, 0)) for i, (b, a) in enumerate(zip(before, after, strict=True))
+            slice(max(-b, 0), x.shape[i] - max(-a, 0))
+            for i, (b, a) in enumerate(zip(before, after, strict=True))
         )
         x = x[crop]
         widths = [(max(b, 0), max(a, 0)) for b, a in zip(before, after, strict=True)]
         if self.mode == "constant":
             return np.pad(x, widths, mode="constant", constant_values=self.value)
-        return np.pad(x, widths, mode={"edge": "edge", "reflect": "reflect", "wrap": "wrap"}[self.mode])
+        return np.pad(
+            x, widths, mode={"edge": "edge", "reflect": "reflect", "wrap": "wrap"}[self.mode]
+        )
 
     def compute(self, x: Any) -> Any:
         from tvm import te, tirx
 
         rank = len(x.shape)
-        before = [tirx.const(int(p), "int64") for p in self.pads[:rank]]
         shape = [d + int(self.pads[i]) + int(self.pads[i + rank]) for i, d in enumerate(x.shape)]
 
         def source(axis: int, o: Any) -> Any:
-            n = x.shape[axis].astype("int64")
-            src = o.astype("int64") - before[axis]
+            # crop first (negative pads), then pad the cropped axis as the mode says
+            before, after = int(self.pads[axis]), int(self.pads[axis + rank])
+            crop = max(-before, 0)
+            n = x.shape[axis].astype("int64") - crop - max(-after, 0)
+            src = o.astype("int64") - max(before, 0)
             if self.mode == "edge":
-                return tirx.max(tirx.min(src, n - 1), 0)
-            if self.mode == "wrap":
-                return tirx.floormod(src, n)
-            if self.mode == "reflect":
+                src = tirx.max(tirx.min(src, n - 1), 0)
+            elif self.mode == "wrap":
+                src = tirx.floormod(src, n)
+            elif self.mode == "reflect":
                 folded = tirx.if_then_else(src < 0, -src, src)
-                return tirx.if_then_else(folded >= n, 2 * (n - 1) - folded, folded)
-            return src
+                src = tirx.if_then_else(folded >= n, 2 * (n - 1) - folded, folded)
+            return src + crop
 
         def body(*i: Any) -> Any:
             srcs = [source(axis, o) for axis, o in enumerate(i)]

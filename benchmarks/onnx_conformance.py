@@ -1,0 +1,334 @@
+"""ONNX backend-node conformance: every `onnx.backend.test` node case through ember and through
+ONNX Runtime, with pass rates per backend.
+
+    python -m benchmarks.onnx_conformance [--limit N] [--filter REGEX] [--interpreter] [--no-ort]
+
+Without --interpreter, cases run through `ember.compile` (falling back to the interpreter when
+`ember.compile` is not available yet, which the summary says). Each case runs in a worker
+process with a timeout, so a crash or hang costs only that case. Results go to
+bench-results/onnx_conformance.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import multiprocessing
+import multiprocessing.connection
+import platform
+import re
+import sys
+import time
+import traceback
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RTOL, ATOL = 1e-3, 1e-5
+LOW_PRECISION = {"bfloat16": (1e-2, 1e-2), "float16": (1e-3, 1e-3)}  # dtype: (rtol, atol)
+STATUSES = ("pass", "fail", "unsupported", "error", "timeout", "crash")
+
+
+def _load_cases() -> list[Any]:
+    warnings.filterwarnings("ignore")
+    from onnx.backend.test.case.node import collect_testcases
+
+    return sorted(collect_testcases(), key=lambda c: c.name)
+
+
+def _compare(got: list[Any], expected: list[Any]) -> None:
+    if len(got) != len(expected):
+        raise AssertionError(f"{len(got)} outputs, expected {len(expected)}")
+    for i, (g, e) in enumerate(zip(got, expected, strict=True)):
+        g, e = np.asarray(g), np.asarray(e)
+        if g.dtype != e.dtype or g.shape != e.shape:
+            raise AssertionError(
+                f"output {i}: got {g.dtype}{list(g.shape)}, expected {e.dtype}{list(e.shape)}"
+            )
+        if e.dtype.kind in "biuO" or e.dtype.kind == "U":
+            np.testing.assert_array_equal(g, e, err_msg=f"output {i}")
+        else:
+            rtol, atol = LOW_PRECISION.get(e.dtype.name, (RTOL, ATOL))
+            np.testing.assert_allclose(
+                g.astype(np.float64),
+                e.astype(np.float64),
+                rtol=rtol,
+                atol=atol,
+                equal_nan=True,
+                err_msg=f"output {i}",
+            )
+
+
+def _ember_runner(model: Any, mode: str) -> Any:
+    import ember
+    from ember.frontend.onnx import from_onnx
+    from ember.ir import interpret
+
+    if mode == "compile":
+        fn = ember.compile(model)
+        return lambda *xs: _as_list(fn(*xs))
+    graph = from_onnx(model)
+    return lambda *xs: interpret(graph, *xs)
+
+
+def _specialize(model: Any, inputs: list[np.ndarray]) -> tuple[Any, list[np.ndarray], list[str]]:
+    """Bind the graph inputs that ember needs at import time (shape-like operands such as
+    Reshape's shape or TopK's K) to this data set's values, as initializers."""
+    import onnx
+    from ember.frontend.onnx import ConstantInputError, from_onnx
+    from onnx import numpy_helper
+
+    graph_inputs = [i.name for i in model.graph.input]
+    values = dict(zip(graph_inputs, inputs, strict=False))
+    bound: list[str] = []
+    while True:
+        try:
+            from_onnx(model)
+            break
+        except ConstantInputError as err:
+            if err.input_name in bound or err.input_name not in values:
+                raise
+            bound.append(err.input_name)
+            model = onnx.ModelProto.FromString(model.SerializeToString())
+            kept = [i for i in model.graph.input if i.name != err.input_name]
+            del model.graph.input[:]
+            model.graph.input.extend(kept)
+            model.graph.initializer.append(
+                numpy_helper.from_array(values[err.input_name], err.input_name)
+            )
+    remaining = [values[i.name] for i in model.graph.input if i.name in values]
+    return model, remaining, bound
+
+
+def _ort_runner(model: Any) -> Any:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.log_severity_level = 4
+    session = onnxruntime.InferenceSession(
+        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+    names = [i.name for i in session.get_inputs()]
+    return lambda *xs: session.run(None, dict(zip(names, xs, strict=False)))
+
+
+def _as_list(out: Any) -> list[Any]:
+    return list(out) if isinstance(out, list | tuple) else [out]
+
+
+def _classify(err: BaseException) -> str:
+    from ember.errors import UnsupportedError
+
+    return "unsupported" if isinstance(err, UnsupportedError) else "error"
+
+
+def _array(x: Any) -> Any:
+    from onnx import TensorProto, numpy_helper
+
+    if isinstance(x, TensorProto):
+        return numpy_helper.to_array(x)
+    return np.asarray(x) if isinstance(x, np.generic) else x
+
+
+def _run(case: Any, backend: str, mode: str) -> dict[str, Any]:
+    bound: list[str] = []
+    try:
+        for raw_inputs, raw_outputs in case.data_sets:
+            inputs, outputs = [_array(x) for x in raw_inputs], [_array(x) for x in raw_outputs]
+            if not all(isinstance(x, np.ndarray) for x in [*inputs, *outputs]):
+                return {"status": "unsupported", "detail": "non-tensor inputs (sequence/optional)"}
+            if backend == "ort":
+                got = _ort_runner(case.model)(*inputs)
+            else:
+                model, inputs, bound = _specialize(case.model, inputs)
+                got = _ember_runner(model, mode)(*inputs)
+            _compare(_as_list(got), outputs)
+    except AssertionError as err:
+        return {"status": "fail", "detail": str(err).strip()[:600], "bound": bound}
+    except Exception as err:
+        last = traceback.extract_tb(err.__traceback__)[-1]
+        detail = f"{type(err).__name__}: {err} ({last.name})"[:600]
+        return {"status": _classify(err), "detail": detail, "bound": bound}
+    return {"status": "pass", "detail": "", "bound": bound}
+
+
+def _worker(
+    conn: multiprocessing.connection.Connection, cases: list[Any], mode: str, backend: str
+) -> None:
+    warnings.filterwarnings("ignore")
+    while True:
+        index = conn.recv()
+        if index is None:
+            return
+        conn.send(_run(cases[index], backend, mode))
+
+
+class _Pool:
+    """Workers that each run one case at a time; a worker that hangs or dies is replaced."""
+
+    def __init__(
+        self, size: int, cases: list[Any], mode: str, backend: str, timeout: float
+    ) -> None:
+        self.ctx = multiprocessing.get_context("fork")
+        self.args = (cases, mode, backend)
+        self.timeout = timeout
+        self.workers = [self._spawn() for _ in range(size)]
+
+    def _spawn(self) -> tuple[Any, Any]:
+        parent, child = self.ctx.Pipe()
+        proc = self.ctx.Process(target=_worker, args=(child, *self.args), daemon=True)
+        proc.start()
+        return proc, parent
+
+    def run(self, indices: list[int], on_result: Any) -> None:
+        pending = collections.deque(indices)
+        busy: dict[int, tuple[int, float]] = {}  # worker slot -> (case index, start time)
+        while pending or busy:
+            for slot in range(len(self.workers)):
+                if slot not in busy and pending:
+                    index = pending.popleft()
+                    self.workers[slot][1].send(index)
+                    busy[slot] = (index, time.monotonic())
+            ready = multiprocessing.connection.wait([self.workers[s][1] for s in busy], timeout=0.5)
+            for slot, (index, start) in list(busy.items()):
+                proc, conn = self.workers[slot]
+                if conn in ready:
+                    try:
+                        result = conn.recv()
+                    except EOFError:
+                        result = {
+                            "status": "crash",
+                            "detail": f"worker died (exit code {proc.exitcode})",
+                        }
+                        self._replace(slot)
+                elif time.monotonic() - start > self.timeout:
+                    result = {"status": "timeout", "detail": f"> {self.timeout:.0f} s"}
+                    self._replace(slot)
+                else:
+                    continue
+                result["seconds"] = round(time.monotonic() - start, 3)
+                del busy[slot]
+                on_result(index, result)
+
+    def _replace(self, slot: int) -> None:
+        proc, conn = self.workers[slot]
+        proc.kill()
+        proc.join()
+        conn.close()
+        self.workers[slot] = self._spawn()
+
+    def close(self) -> None:
+        for proc, conn in self.workers:
+            conn.send(None)
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.kill()
+
+
+def _compile_available() -> bool:
+    import ember
+
+    try:
+        ember.compile(None)
+    except NotImplementedError:
+        return False
+    except Exception:
+        return True
+    return True
+
+
+def _summary(records: list[dict[str, Any]], backends: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for backend in backends:
+        counts = collections.Counter(r[backend]["status"] for r in records)
+        out[backend] = {
+            "total": len(records),
+            **{s: counts.get(s, 0) for s in STATUSES},
+            "pass_rate": round(counts.get("pass", 0) / max(len(records), 1), 4),
+            "passed_with_bound_inputs": sum(
+                1 for r in records if r[backend]["status"] == "pass" and r[backend].get("bound")
+            ),
+        }
+    return out
+
+
+def _markdown(summary: dict[str, Any], records: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    lines = (
+        ["# ONNX backend-node conformance", ""] + [f"- {k}: {v}" for k, v in meta.items()] + [""]
+    )
+    lines += ["| backend | cases | " + " | ".join(STATUSES) + " | pass rate |",
+              "|---|---|" + "---|" * len(STATUSES) + "---|"]  # fmt: skip
+    for backend, s in summary.items():
+        cells = " | ".join(str(s[k]) for k in STATUSES)
+        lines.append(f"| {backend} | {s['total']} | {cells} | {100 * s['pass_rate']:.1f}% |")
+    reasons = collections.Counter(
+        re.sub(r"'[^']*'|\d+", "_", r["ember"]["detail"].split("\n")[0])[:120]
+        for r in records if r["ember"]["status"] != "pass"
+    )  # fmt: skip
+    lines += ["", "## Most common ember failure reasons", ""]
+    lines += [f"- {n} x `{reason}`" for reason, n in reasons.most_common(25)]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--limit", type=int, default=None, help="run only the first N matching cases"
+    )
+    parser.add_argument("--filter", default=None, help="regex on case names")
+    parser.add_argument("--interpreter", action="store_true", help="import + reference interpreter")
+    parser.add_argument("--no-ort", action="store_true", help="skip ONNX Runtime")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds per case")
+    parser.add_argument("--out", type=Path, default=Path("bench-results"))
+    args = parser.parse_args(argv)
+
+    cases = _load_cases()
+    indices = [i for i, c in enumerate(cases) if not args.filter or re.search(args.filter, c.name)]
+    indices = indices[: args.limit] if args.limit else indices
+    mode = "interpreter" if args.interpreter or not _compile_available() else "compile"
+    backends = ["ember"] + ([] if args.no_ort else ["ort"])
+    records = [{"case": cases[i].name} for i in indices]
+    position = {index: k for k, index in enumerate(indices)}
+    start = time.time()
+    for backend in backends:
+        pool = _Pool(max(1, min(args.workers, 2)), cases, mode, backend, args.timeout)
+
+        def store(index: int, result: dict[str, Any], backend: str = backend) -> None:
+            records[position[index]][backend] = result
+
+        try:
+            pool.run(indices, store)
+        finally:
+            pool.close()
+    summary = _summary(records, backends)
+    meta = {"ember_mode": mode, "cases": len(records), "filter": args.filter, "limit": args.limit,
+            "seconds": round(time.time() - start, 1), "python": platform.python_version(),
+            "onnx": _version("onnx"), "onnxruntime": _version("onnxruntime")}  # fmt: skip
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "onnx_conformance.json").write_text(
+        json.dumps({"meta": meta, "summary": summary, "cases": records}, indent=1)
+    )
+    (args.out / "onnx_conformance.md").write_text(_markdown(summary, records, meta))
+    for backend, s in summary.items():
+        print(f"{backend:6s} {s['pass']}/{s['total']} passed ({100 * s['pass_rate']:.1f}%)  "
+              + "  ".join(f"{k}={s[k]}" for k in STATUSES[1:]))  # fmt: skip
+    print(f"mode={mode}; wrote {args.out / 'onnx_conformance.json'} and .md")
+    return 0
+
+
+def _version(module: str) -> str:
+    try:
+        return __import__(module).__version__
+    except Exception:
+        return "not installed"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
