@@ -13,7 +13,9 @@ from tvm import relax
 
 from ember.codegen.fast_math import fast_math as use_fast_math
 from ember.codegen.gpu_schedule import schedule_gpu
+from ember.codegen.cpu_matmul import panel_width
 from ember.codegen.lower import to_relax
+from ember.codegen.pack_weights import pack_matmul_weights
 from ember.codegen.rocm_link import use_system_toolchain
 from ember.codegen.schedule import default_schedule_rules
 from ember.codegen.target import resolve_target
@@ -63,6 +65,8 @@ def build(
     if spec["kind"] == "rocm":
         use_system_toolchain()
     start = time.perf_counter()
+    if schedule and spec["kind"] == "llvm":  # the layout CPU Matmul streams; GPUs keep matmul
+        g = pack_matmul_weights(g, panel=panel_width(tgt))
     mod = to_relax(g)
     times["lower"] = time.perf_counter() - start
     try:

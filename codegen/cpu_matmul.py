@@ -24,7 +24,7 @@ from tvm.s_tir.dlight.gpu.matmul import IterKind, IterTrait, make_iter_fusion_in
 from tvm.target import Target
 from tvm.tirx.analysis import undefined_vars
 
-__all__ = ["Matmul", "matmul_traits"]
+__all__ = ["Matmul", "matmul_traits", "panel_width"]
 
 _S, _I, _J, _K = IterKind.kIter_S, IterKind.kIter_I, IterKind.kIter_J, IterKind.kIter_K
 
@@ -54,8 +54,9 @@ class Matmul(CPURule):
         }
         if not _innermost_in(stmt.writes[0], j_vars):
             return None  # C's contiguous axis is not B's column axis: vectorizing j would scatter
-        b_contiguous = _innermost_in(stmt.reads[1], j_vars)
         lanes = vector_lanes(target, str(stmt.writes[0].source.dtype))
+        panel = _packed_panel(stmt.reads[1], j_vars)
+        b_contiguous = panel is not None or _innermost_in(stmt.reads[1], j_vars)
 
         a_copy = sch.reindex(main, ("read", 0))
         b_copy = sch.reindex(main, ("read", 1))
@@ -70,9 +71,9 @@ class Matmul(CPURule):
             c_copy, ("read", 0), make_iter_fusion_index_map(c_traits, [_S, _I, _J])
         )
         sch.transform_block_layout(main, make_iter_fusion_index_map(block_traits, [_S, _I, _J, _K]))
-        mr, nr = _tile_shape(sch, main, lanes)
+        mr, nr = _tile_shape(sch, main, lanes, panel)
         ragged_i, ragged_j = _ragged(sch, main, mr, nr)
-        pack = ragged_j or not b_contiguous or _worth_packing(sch, main)
+        pack = ragged_j or not b_contiguous or (panel is None and _worth_packing(sch, main))
         if ragged_i or ragged_j:
             # tiles never straddle the edge: no masks in the kernel, and the epilogue fold below
             # sees whole tiles (folding it into a predicated store loses the column bound)
@@ -131,6 +132,19 @@ def _innermost_in(region: Any, variables: set[Any]) -> bool:
     return isinstance(index, tirx.Var) and index in variables
 
 
+def _packed_panel(region: Any, variables: set[Any]) -> int | None:
+    """p when B is read as B[..., j // p, k, j % p] (`packed_matmul`'s panels), else None."""
+    index = region.region[-1].min
+    if not isinstance(index, tirx.FloorMod) or not isinstance(index.b, tirx.IntImm):
+        return None
+    return index.b.value if isinstance(index.a, tirx.Var) and index.a in variables else None
+
+
+def panel_width(target: Target) -> int:
+    """The columns of the register tile for float32: the panel width of packed weights."""
+    return vector_lanes(target, "float32") * NR_VECTORS
+
+
 def matmul_traits(block: Any) -> tuple[list[IterTrait], ...] | None:
     """Iter kinds for C[S, I, J] += A[S, I, K] * B[S, K, J] in any layout (dlight's
     `detect_iter_traits`, except that I may be absent: a vector-matrix product)."""
@@ -173,12 +187,17 @@ def _is_one(x: Any) -> bool:
     return isinstance(x, tirx.IntImm) and x.value == 1
 
 
-def _tile_shape(sch: s_tir.Schedule, main: Any, lanes: int) -> tuple[int, int]:
+def _tile_shape(
+    sch: s_tir.Schedule, main: Any, lanes: int, panel: int | None
+) -> tuple[int, int]:
     """Register tile (mr rows, nr columns): MR x NR_VECTORS vectors, shrunk to a small static
-    M or N, and to one vector when that divides N and two do not (no padding needed)."""
+    M or N, and to one vector when that divides N and two do not (no padding needed). A packed
+    B's panel width is the tile width when it divides N."""
     _, i, j, _ = sch.get_loops(main)
     m, n = extent(sch, i), extent(sch, j)
     mr = min(m, MR) if isinstance(m, int) else MR
+    if panel is not None and isinstance(n, int) and n % panel == 0:
+        return mr, panel
     nr = lanes * NR_VECTORS
     if isinstance(n, int):
         if n <= nr:

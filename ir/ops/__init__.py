@@ -12,3 +12,4 @@ from ember.ir.ops.layout import *  # noqa: F403
 from ember.ir.ops.pool import *  # noqa: F403
 from ember.ir.ops.moe import *  # noqa: F403
 from ember.ir.ops.einsum import *  # noqa: F403
+from ember.ir.ops.packed import *  # noqa: F403

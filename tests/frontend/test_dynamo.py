@@ -110,7 +110,8 @@ def test_dynamic_batch_compiles_twice_for_many_sizes(builds):
     for batch in (2, 3, 5, 9, 17):
         x = torch.randn(batch, 16)
         torch.testing.assert_close(compiled(x), model(x), rtol=1e-4, atol=1e-5)
-    assert len(builds) == 2  # static first; Dynamo then marks the batch dynamic, one build serves all
+    # static first; Dynamo then marks the batch dynamic, and one build serves every later size
+    assert len(builds) == 2
     assert builds[1].graph.symbol_ranges  # the second build is symbolic
 
 
@@ -122,6 +123,16 @@ def test_symint_arguments_are_read_off_tensor_shapes(builds):
         x = torch.randn(batch, seq, 12)
         torch.testing.assert_close(compiled(x), model(x), rtol=1e-4, atol=1e-5)
     assert len(builds) == 2
+
+
+def test_dynamic_python_numbers_are_unsupported():
+    def scale(x: torch.Tensor, n: int) -> torch.Tensor:
+        return x * n + n
+
+    compiled = torch.compile(scale, backend="ember")
+    compiled(torch.randn(3), 2)
+    with pytest.raises(Exception, match="a dynamic Python number that no tensor input's shape"):
+        compiled(torch.randn(3), 3)  # Dynamo now makes n a SymInt that no shape carries
 
 
 @torch.no_grad()
