@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PYTHON) examples/quickstart.py
+	ember bench examples/quickstart.py:gpt2 --baselines eager,torch.compile
 
 test: $(STAMP)
 	$(PYTHON) -m pytest -m "not slow" -q
