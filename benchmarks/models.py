@@ -61,9 +61,8 @@ def _onnxruntime(model: torch.nn.Module, ids: torch.Tensor) -> Runner:
 
 def _tvm_default(model: torch.nn.Module, ids: torch.Tensor) -> Runner:
     import tvm
-    from tvm.relax.frontend.torch import from_exported_program
-
     from ember.codegen.target import host_cpu
+    from tvm.relax.frontend.torch import from_exported_program
 
     exported = torch.export.export(model, (ids,), strict=False)
     mod = from_exported_program(exported, keep_params_as_input=False)
@@ -99,7 +98,9 @@ def bench_model(name: str, batch: int, seq: int, repeat: int) -> Row:
             try:
                 run = make(model, ids)
                 got = _tvm_output(run()) if impl == "tvm-default" else _first_tensor(run())
-            except Exception as err:  # a baseline that cannot build this model is reported, not timed
+            except (
+                Exception
+            ) as err:  # a baseline that cannot build this model is reported, not timed
                 notes[impl] = f"failed: {type(err).__name__}: {str(err).splitlines()[0][:120]}"
                 continue
             compile_s[impl] = time.perf_counter() - start
@@ -114,7 +115,9 @@ def bench_model(name: str, batch: int, seq: int, repeat: int) -> Row:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--models", default=",".join(ZOO), help="comma-separated zoo names")
     parser.add_argument("--batches", default="1,8")
     parser.add_argument("--seq", type=int, default=32)
@@ -126,12 +129,17 @@ def main() -> None:
         for batch in map(int, args.batches.split(",")):
             row = bench_model(name, batch, args.seq, args.repeat)
             rows.append(row)
-            print(f"{name} batch {batch}: compile s {row.extra['compile_s']} {row.extra['notes'] or ''}", flush=True)
+            print(
+                f"{name} batch {batch}: compile s {row.extra['compile_s']} {row.extra['notes'] or ''}",
+                flush=True,
+            )
     print()
     print_table(rows, baseline="eager")
     print("\ncompile time (s):")
     for row in rows:
-        print(f"  {row.case:<10} {row.shape:<18} {row.extra['compile_s']}  {row.extra['notes'] or ''}")
+        print(
+            f"  {row.case:<10} {row.shape:<18} {row.extra['compile_s']}  {row.extra['notes'] or ''}"
+        )
     write_jsonl(rows, "bench-results/models.jsonl", env=environment(), target="llvm")
 
 

@@ -9,10 +9,9 @@ from typing import Any
 
 import numpy as np
 import sympy
-from tvm import relax, tirx
-
 from ember.errors import CodegenError
 from ember.ir import Dim, Graph, Node, TensorType, Value
+from tvm import relax, tirx
 
 __all__ = ["LowerContext", "to_relax"]
 
@@ -66,7 +65,9 @@ def _to_tir(e: sympy.Expr, symbols: dict[sympy.Symbol, tirx.Var]) -> Any:
     if isinstance(e, sympy.Max | sympy.Min):
         fn = tirx.max if isinstance(e, sympy.Max) else tirx.min
         return functools.reduce(fn, (_to_tir(a, symbols) for a in e.args))
-    raise CodegenError(f"cannot lower the symbolic dim {e} to TVM (unsupported expression {type(e).__name__})")
+    raise CodegenError(
+        f"cannot lower the symbolic dim {e} to TVM (unsupported expression {type(e).__name__})"
+    )
 
 
 def _relax_type(t: TensorType, ctx: LowerContext) -> relax.TensorType:
@@ -94,7 +95,9 @@ def to_relax(g: Graph) -> Any:
             )
     bb = relax.BlockBuilder()
     ctx = LowerContext(bb, {})
-    params = [relax.Var(v.name or f"input{i}", _relax_type(v.type, ctx)) for i, v in enumerate(g.inputs)]
+    params = [
+        relax.Var(v.name or f"input{i}", _relax_type(v.type, ctx)) for i, v in enumerate(g.inputs)
+    ]
     env: dict[Value, Any] = dict(zip(g.inputs, params, strict=True))
     with bb.function("main", params):
         with bb.dataflow():
@@ -106,7 +109,9 @@ def to_relax(g: Graph) -> Any:
                     result = node.op.lower(ctx, [env[v] for v in node.inputs])
                 except Exception as err:
                     shapes = ", ".join(str(v.type) for v in node.inputs)
-                    raise CodegenError(f"lowering {node.op} ({shapes}) at {node.loc} failed: {err}") from err
+                    raise CodegenError(
+                        f"lowering {node.op} ({shapes}) at {node.loc} failed: {err}"
+                    ) from err
                 if isinstance(result, list | tuple):  # one Relax value per output
                     env.update(zip(node.outputs, result, strict=True))
                 elif len(node.outputs) == 1:

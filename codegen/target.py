@@ -34,7 +34,9 @@ def host_cpu() -> dict[str, Any]:
     except OSError:
         pass
     mcpu = next((cpu for flag, cpu in _MCPU_BY_FLAG if flag in flags), "x86-64")
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    )
     return {"kind": "llvm", "mcpu": mcpu, "num-cores": cores}
 
 

@@ -9,7 +9,7 @@ from ember.ir.printer import print_graph
 from ember.ir.rewrite import rewrite
 from ember.ir.serialize import from_json, to_json
 from ember.ir.signature import bind_symbols
-from ember.ir.types import DType, Dim, TensorType, sym
+from ember.ir.types import Dim, DType, TensorType, sym
 from ember.ir.verify import verify
 
 __all__ = [

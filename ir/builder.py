@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
-
 from ember.errors import ShapeError
 from ember.ir.graph import Graph, Loc, Node, Value
 from ember.ir.op import Op
@@ -80,7 +79,9 @@ class Builder:
     def output(self, *values: Value, names: tuple[str, ...] | None = None) -> None:
         start = len(self.outputs)
         self.outputs.extend(values)
-        self.output_names.extend(names or (v.name or f"output{start + i}" for i, v in enumerate(values)))
+        self.output_names.extend(
+            names or (v.name or f"output{start + i}" for i, v in enumerate(values))
+        )
 
     def build(self, symbol_ranges: Mapping[str, tuple[int, int | None]] | None = None) -> Graph:
         live = set(self.outputs)

@@ -6,7 +6,6 @@ import dataclasses
 
 import numpy as np
 import sympy
-
 from ember.errors import EmberError, ShapeError
 from ember.ir.graph import Graph, Value
 from ember.ir.op import Op
@@ -48,7 +47,9 @@ def interpret(g: Graph, *inputs: np.ndarray) -> list[np.ndarray]:
         except EmberError:
             raise
         except Exception as err:  # a reference failing on legal input is a bug we must locate
-            raise ShapeError(f"{node.op} failed in the reference interpreter at {node.loc}: {err}") from err
+            raise ShapeError(
+                f"{node.op} failed in the reference interpreter at {node.loc}: {err}"
+            ) from err
         results = result if isinstance(result, tuple) else (result,)
         for v, r in zip(node.outputs, results, strict=True):
             r = np.asarray(r)

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
-
 from ember.errors import ShapeError
 from ember.ir.types import DType, TensorType
 

@@ -29,7 +29,9 @@ def rewrite(g: Graph, rule: Rule) -> Graph:
             continue
         replaced = result if isinstance(result, tuple) else (result,)
         if len(replaced) != len(node.outputs):
-            raise ValueError(f"rule replaced {len(node.outputs)} outputs of {node.op} with {len(replaced)}")
+            raise ValueError(
+                f"rule replaced {len(node.outputs)} outputs of {node.op} with {len(replaced)}"
+            )
         mapping.update(zip(node.outputs, replaced, strict=True))
     b.output(*(mapping.get(v, v) for v in g.outputs), names=g.output_names)
     return b.build()

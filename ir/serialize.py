@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import sympy
-
 from ember.errors import EmberError
 from ember.ir.graph import Graph, Loc, Node, Value
 from ember.ir.op import OPS
@@ -57,17 +56,27 @@ def to_json(g: Graph) -> str:
         return ids.setdefault(v, len(ids))
 
     def typ(t: TensorType) -> dict[str, Any]:
-        return {"shape": [d if isinstance(d, int) else dim_str(d) for d in t.shape], "dtype": t.dtype.value}
+        return {
+            "shape": [d if isinstance(d, int) else dim_str(d) for d in t.shape],
+            "dtype": t.dtype.value,
+        }
 
     symbols = sorted({s.name for v in (*g.inputs, *g.consts) for s in v.type.symbols})
     doc = {
         "format": _FORMAT,
         "name": g.name,
-        "symbols": sorted(set(symbols) | {s.name for n in g.nodes for v in n.outputs for s in v.type.symbols}),
+        "symbols": sorted(
+            set(symbols) | {s.name for n in g.nodes for v in n.outputs for s in v.type.symbols}
+        ),
         "symbol_ranges": {k: list(r) for k, r in g.symbol_ranges.items()},
         "inputs": [{"id": ref(v), "name": v.name, **typ(v.type)} for v in g.inputs],
         "consts": [
-            {"id": ref(v), "name": v.name, **typ(v.type), "data": base64.b64encode(np.ascontiguousarray(a).tobytes()).decode()}
+            {
+                "id": ref(v),
+                "name": v.name,
+                **typ(v.type),
+                "data": base64.b64encode(np.ascontiguousarray(a).tobytes()).decode(),
+            }
             for v, a in g.consts.items()
         ],
         "nodes": [
@@ -107,7 +116,9 @@ def from_json(text: str) -> Graph:
     nodes = []
     for d in doc["nodes"]:
         if d["op"] not in OPS:
-            raise EmberError(f"unknown op {d['op']!r} in serialized graph; is the ember version older?")
+            raise EmberError(
+                f"unknown op {d['op']!r} in serialized graph; is the ember version older?"
+            )
         cls = OPS[d["op"]]
         op = cls(**{k: _dec(a, symbols) for k, a in d["attrs"].items()})
         outs = tuple(values.setdefault(o["id"], Value(typ(o))) for o in d["outputs"])
@@ -115,6 +126,6 @@ def from_json(text: str) -> Graph:
         nodes.append(Node(op, ins, outs, Loc(d["loc"]) if d["loc"] else None))
     ranges = {k: (r[0], r[1]) for k, r in doc["symbol_ranges"].items()}
     outputs = tuple(values[i] for i in doc["outputs"])
-    return Graph(inputs, tuple(nodes), outputs, consts, ranges, doc["name"], tuple(doc["output_names"]))
-
-
+    return Graph(
+        inputs, tuple(nodes), outputs, consts, ranges, doc["name"], tuple(doc["output_names"])
+    )

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 import sympy
-
 from ember.errors import InputError
 from ember.ir.types import DType, TensorType
 
@@ -52,7 +51,9 @@ class Signature:
             )
         for name, t, shape, dtype in zip(self.names, self.types, shapes, dtypes, strict=True):
             if dtype != t.dtype:
-                raise InputError(f"input {name!r} (expected {t}): got dtype {dtype.value}; cast it to {t.dtype.value}")
+                raise InputError(
+                    f"input {name!r} (expected {t}): got dtype {dtype.value}; cast it to {t.dtype.value}"
+                )
             if len(shape) != t.rank:
                 raise InputError(
                     f"input {name!r} (expected {t}): got rank {len(shape)} shape {list(shape)}; expected rank {t.rank}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ember.errors import EmberError, VerifyError
-from ember.ir.graph import Graph, Value
+from ember.ir.graph import Graph, Node, Value
 from ember.ir.printer import print_graph
 
 __all__ = ["verify"]
@@ -23,24 +23,30 @@ def verify(g: Graph) -> Graph:
             raise fail(None, f"{v} is defined twice")
         defined.add(v)
     for i, node in enumerate(g.nodes):
-        for v in node.inputs:
-            if v not in defined:
-                raise fail(i, f"{node.op.name} uses a value before it is defined ({v.type})")
-        try:
-            inferred = node.op.infer(*(v.type for v in node.inputs))
-        except EmberError as err:
-            raise fail(i, f"{node.op.name} rejects its inputs: {err}") from err
-        types = inferred if isinstance(inferred, tuple) else (inferred,)
-        got = tuple(v.type for v in node.outputs)
-        if types != got:
-            raise fail(i, f"{node.op.name} infers {list(map(str, types))} but outputs are {list(map(str, got))}")
-        for v in node.outputs:
-            if v in defined:
-                raise fail(i, f"{node.op.name} redefines {v}")
-            defined.add(v)
+        problem = _check_node(node, defined)
+        if problem:
+            raise fail(i, problem)
+        defined.update(node.outputs)
     for v in g.outputs:
         if v not in defined:
             raise fail(None, f"graph output {v} is never defined")
     if len(g.output_names) != len(g.outputs):
         raise fail(None, f"{len(g.outputs)} outputs but {len(g.output_names)} output names")
     return g
+
+
+def _check_node(node: Node, defined: set[Value]) -> str | None:
+    """What is wrong with `node` given the values defined before it, or None."""
+    for v in node.inputs:
+        if v not in defined:
+            return f"{node.op.name} uses a value before it is defined ({v.type})"
+    try:
+        inferred = node.op.infer(*(v.type for v in node.inputs))
+    except EmberError as err:
+        return f"{node.op.name} rejects its inputs: {err}"
+    types = inferred if isinstance(inferred, tuple) else (inferred,)
+    got = tuple(v.type for v in node.outputs)
+    if types != got:
+        return f"{node.op.name} infers {list(map(str, types))} but outputs are {list(map(str, got))}"
+    redefined = [v for v in node.outputs if v in defined]
+    return f"{node.op.name} redefines {redefined[0]}" if redefined else None

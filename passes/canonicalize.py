@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import sympy
-
 from ember.ir import Builder, Graph, Node, Value, rewrite
 from ember.ir.ops import Cast, Expand, Reshape, Slice, Transpose
 from ember.passes.registry import graph_pass
@@ -28,7 +27,11 @@ def _reshape(b: Builder, node: Node) -> Value | None:
     producer = b.producer(x)
     if producer is not None and isinstance(producer.op, Reshape):
         source = producer.inputs[0]
-        return source if _same_shape(source, out) else b.emit(Reshape(out.type.shape), source, loc=node.loc)
+        return (
+            source
+            if _same_shape(source, out)
+            else b.emit(Reshape(out.type.shape), source, loc=node.loc)
+        )
     return None
 
 
@@ -52,7 +55,11 @@ def _identity_if_same_type(b: Builder, node: Node) -> Value | None:
 
 
 def _slice(b: Builder, node: Node) -> Value | None:
-    return node.inputs[0] if _same_shape(node.inputs[0], node.outputs[0]) and _is_forward(node) else None
+    return (
+        node.inputs[0]
+        if _same_shape(node.inputs[0], node.outputs[0]) and _is_forward(node)
+        else None
+    )
 
 
 def _is_forward(node: Node) -> bool:

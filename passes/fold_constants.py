@@ -4,7 +4,6 @@ compile time (up to `max_elements` output elements, so weights are not duplicate
 from __future__ import annotations
 
 import numpy as np
-
 from ember.ir import Builder, Graph, Node, Value, rewrite
 from ember.passes.registry import graph_pass
 
@@ -19,6 +18,8 @@ def fold_constants(g: Graph, *, max_elements: int = 1 << 22) -> Graph:
             return None
         result = node.op.reference(*arrays)  # type: ignore[arg-type]
         results = result if isinstance(result, tuple) else (result,)
-        return tuple(b.const(np.asarray(r), v.type.dtype) for r, v in zip(results, node.outputs, strict=True))
+        return tuple(
+            b.const(np.asarray(r), v.type.dtype) for r, v in zip(results, node.outputs, strict=True)
+        )
 
     return rewrite(g, fold)

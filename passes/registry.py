@@ -51,5 +51,7 @@ def parse_pass_spec(text: str) -> PassSpec:
             allowed = [p.replace("_", "-") for p, v in params.items() if v.kind is v.KEYWORD_ONLY]
             raise PassError(f"pass {name!r} has no option {key.strip()!r}; options: {allowed}")
         default = params[arg].default
-        options[arg] = type(default)(value) if not isinstance(default, bool) else value.lower() == "true"
+        options[arg] = (
+            type(default)(value) if not isinstance(default, bool) else value.lower() == "true"
+        )
     return PassSpec(name, options)

@@ -13,7 +13,7 @@ PACKAGES = ("frontend", "ir", "passes", "codegen", "autotune", "runtime")
 
 def _sources() -> list[Path]:
     files = [p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")]
-    return files + [ROOT / "api.py", ROOT / "errors.py", ROOT / "__init__.py"]
+    return [*files, ROOT / "api.py", ROOT / "errors.py", ROOT / "__init__.py"]
 
 
 def _imports(path: Path) -> set[str]:
@@ -37,7 +37,12 @@ def test_import_ember_loads_no_heavy_modules():
 
 
 def test_pass_modules_do_not_import_each_other():
-    passes = {p.stem for p in (ROOT / "passes").glob("*.py")} - {"__init__", "registry", "pipeline", "_match"}
+    passes = {p.stem for p in (ROOT / "passes").glob("*.py")} - {
+        "__init__",
+        "registry",
+        "pipeline",
+        "_match",
+    }
     for name in passes:
         imported = _imports(ROOT / "passes" / f"{name}.py")
         others = {f"ember.passes.{other}" for other in passes - {name}}

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import sympy
-
 from ember.errors import ShapeError
 from ember.ir.types import Dim
 
@@ -37,7 +36,9 @@ def broadcast_shapes(op: str, *shapes: Sequence[Dim]) -> tuple[Dim, ...]:
             merged = _broadcast_dim(dim, s[axis])
             if merged is None:
                 listed = " and ".join(str(list(map(str, s))) for s in shapes)
-                raise ShapeError(f"{op}: shapes {listed} do not broadcast (axis {axis}: {dim} vs {s[axis]})")
+                raise ShapeError(
+                    f"{op}: shapes {listed} do not broadcast (axis {axis}: {dim} vs {s[axis]})"
+                )
             dim = merged
         out.append(dim)
     return tuple(out)

@@ -9,7 +9,6 @@ from dataclasses import dataclass, make_dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-
 from ember.ir.op import Op, register_op
 from ember.ir.ops._shapes import broadcast_shapes, is_unit
 from ember.ir.types import DType, TensorType
@@ -105,7 +104,11 @@ _UNARY: dict[str, tuple[Callable[..., Any], Callable[..., Any], bool]] = {
         _te_expr(lambda v, t, d: t.log(t.const(1, d) + t.exp(v))),
         True,
     ),
-    "softsign": (lambda x: x / (1 + np.abs(x)), _te_expr(lambda v, t, d: v / (t.const(1, d) + t.abs(v))), True),
+    "softsign": (
+        lambda x: x / (1 + np.abs(x)),
+        _te_expr(lambda v, t, d: v / (t.const(1, d) + t.abs(v))),
+        True,
+    ),
     "log1p": (np.log1p, _te_expr(lambda v, t, d: t.log(t.const(1, d) + v)), True),
     "is_nan": (np.isnan, _topi("isnan"), True),
     "is_inf": (np.isinf, _topi("isinf"), True),
@@ -120,7 +123,9 @@ def _camel(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("_"))
 
 
-def _make_unary(name: str, np_fn: Callable[..., Any], te_fn: Callable[..., Any], float_only: bool) -> type[Op]:
+def _make_unary(
+    name: str, np_fn: Callable[..., Any], te_fn: Callable[..., Any], float_only: bool
+) -> type[Op]:
     body: dict[str, Any] = {
         "name": name,
         "np_fn": staticmethod(np_fn),
@@ -131,7 +136,9 @@ def _make_unary(name: str, np_fn: Callable[..., Any], te_fn: Callable[..., Any],
     if name in _PREDICATES:
         body["infer"] = lambda self, x: UnaryOp.infer(self, x).with_dtype(DType.bool)
         body["reference"] = lambda self, x: np.asarray(type(self).np_fn(x))
-    return register_op(make_dataclass(_camel(name), [], bases=(UnaryOp,), frozen=True, namespace=body))
+    return register_op(
+        make_dataclass(_camel(name), [], bases=(UnaryOp,), frozen=True, namespace=body)
+    )
 
 
 UNARY_OPS: dict[str, type[Op]] = {n: _make_unary(n, *spec) for n, spec in _UNARY.items()}
@@ -213,10 +220,20 @@ _BINARY: dict[str, tuple[Callable[..., Any], Callable[..., Any], str, bool]] = {
     "add": (np.add, _topi("add"), "any", False),
     "sub": (np.subtract, _topi("subtract"), "any", False),
     "mul": (np.multiply, _topi("multiply"), "any", False),
-    "div": (_trunc_div, _te_binary(lambda a, b, t, d: t.truncdiv(a, b) if "int" in d else a / b), "any", False),
+    "div": (
+        _trunc_div,
+        _te_binary(lambda a, b, t, d: t.truncdiv(a, b) if "int" in d else a / b),
+        "any",
+        False,
+    ),
     "floor_div": (np.floor_divide, _topi("floor_divide"), "any", False),
     "mod": (np.mod, _topi("floor_mod"), "any", False),
-    "fmod": (_fmod, _te_binary(lambda a, b, t, d: t.truncmod(a, b) if "int" in d else a - t.trunc(a / b) * b), "any", False),
+    "fmod": (
+        _fmod,
+        _te_binary(lambda a, b, t, d: t.truncmod(a, b) if "int" in d else a - t.trunc(a / b) * b),
+        "any",
+        False,
+    ),
     "pow": (np.power, _topi("power"), "any", False),
     "maximum": (np.maximum, _topi("maximum"), "any", False),
     "minimum": (np.minimum, _topi("minimum"), "any", False),
@@ -238,7 +255,9 @@ _BINARY: dict[str, tuple[Callable[..., Any], Callable[..., Any], str, bool]] = {
 }
 
 
-def _make_binary(name: str, np_fn: Callable[..., Any], te_fn: Callable[..., Any], kind: str, compare: bool) -> type[Op]:
+def _make_binary(
+    name: str, np_fn: Callable[..., Any], te_fn: Callable[..., Any], kind: str, compare: bool
+) -> type[Op]:
     body = {
         "name": name,
         "np_fn": staticmethod(np_fn),
@@ -247,7 +266,9 @@ def _make_binary(name: str, np_fn: Callable[..., Any], te_fn: Callable[..., Any]
         "compare": compare,
         "__doc__": f"{name}(x, y), elementwise with broadcasting.",
     }
-    return register_op(make_dataclass(_camel(name), [], bases=(BinaryOp,), frozen=True, namespace=body))
+    return register_op(
+        make_dataclass(_camel(name), [], bases=(BinaryOp,), frozen=True, namespace=body)
+    )
 
 
 BINARY_OPS: dict[str, type[Op]] = {n: _make_binary(n, *spec) for n, spec in _BINARY.items()}
@@ -366,6 +387,7 @@ class Gelu(Op):
             return half * v * (one + tirx.erf(v * tirx.const(1 / math.sqrt(2), d)))
 
         return te.compute(x.shape, lambda *i: gelu(x(*i)), name="out")
+
 
 __all__ = [
     "BINARY_OPS",

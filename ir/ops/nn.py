@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-
 from ember.ir.op import Op, register_op
 from ember.ir.ops._shapes import dims_equal, norm_axis
 from ember.ir.types import TensorType
@@ -58,7 +57,9 @@ class LogSoftmax(Op):
     def reference(self, x: np.ndarray) -> np.ndarray:
         v = x.astype(np.float64)
         shifted = v - v.max(axis=self.axis, keepdims=True)
-        return (shifted - np.log(np.exp(shifted).sum(axis=self.axis, keepdims=True))).astype(x.dtype)
+        return (shifted - np.log(np.exp(shifted).sum(axis=self.axis, keepdims=True))).astype(
+            x.dtype
+        )
 
     def compute(self, x: Any) -> Any:
         from tvm import topi
@@ -80,10 +81,14 @@ class LayerNorm(Op):
         axis = norm_axis(self.name, self.axis, x.rank)
         normalized = x.shape[axis:]
         for param in (weight, bias):
-            if param.dtype != x.dtype or len(param.shape) != len(normalized) or not all(
-                dims_equal(a, b) for a, b in zip(param.shape, normalized, strict=True)
+            if (
+                param.dtype != x.dtype
+                or len(param.shape) != len(normalized)
+                or not all(dims_equal(a, b) for a, b in zip(param.shape, normalized, strict=True))
             ):
-                raise self.error(f"weight/bias must be {x.dtype.short}{list(map(str, normalized))}, got {param}")
+                raise self.error(
+                    f"weight/bias must be {x.dtype.short}{list(map(str, normalized))}, got {param}"
+                )
         return x
 
     def reference(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
@@ -97,4 +102,6 @@ class LayerNorm(Op):
         from tvm import topi
 
         axis = norm_axis(self.name, self.axis, len(x.shape))
-        return topi.nn.layer_norm(x, weight, bias, axis=list(range(axis, len(x.shape))), epsilon=self.eps)
+        return topi.nn.layer_norm(
+            x, weight, bias, axis=list(range(axis, len(x.shape))), epsilon=self.eps
+        )

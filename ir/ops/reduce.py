@@ -7,7 +7,6 @@ from dataclasses import dataclass, make_dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-
 from ember.ir.op import Op, register_op
 from ember.ir.ops._shapes import norm_axis
 from ember.ir.types import DType, TensorType
@@ -32,7 +31,9 @@ class ReduceOp(Op):
         axes = self._axes(x.rank)
         if self.name == "reduce_mean" and not x.dtype.is_float:
             raise self.error(f"input must be floating point, got {x}")
-        shape = [1 if i in axes else d for i, d in enumerate(x.shape) if self.keepdims or i not in axes]
+        shape = [
+            1 if i in axes else d for i, d in enumerate(x.shape) if self.keepdims or i not in axes
+        ]
         return x.with_shape(shape)
 
     def reference(self, x: np.ndarray) -> np.ndarray:
@@ -50,7 +51,9 @@ class ReduceOp(Op):
             count = 1
             for a in axes:
                 count = count * x.shape[a]
-            return topi.divide(total, count.astype(x.dtype) if hasattr(count, "astype") else float(count))
+            return topi.divide(
+                total, count.astype(x.dtype) if hasattr(count, "astype") else float(count)
+            )
         return getattr(topi, type(self).topi_name)(x, axis=axes, keepdims=self.keepdims)
 
 
@@ -120,5 +123,3 @@ class ArgMin(_ArgReduce):
     """Index of the smallest element along `axis`."""
 
     name: ClassVar[str] = "argmin"
-
-

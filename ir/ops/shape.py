@@ -8,7 +8,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import sympy
-
 from ember.ir.op import Op, register_op
 from ember.ir.ops._shapes import broadcast_shapes, dims_equal, norm_axis
 from ember.ir.types import Dim, DType, TensorType
@@ -48,7 +47,9 @@ class Reshape(Op):
                 raise self.error(f"cannot reshape {x} into {list(map(str, self.shape))}")
             shape[holes[0]] = rest
         elif sympy.simplify(total - known) != 0:
-            raise self.error(f"cannot reshape {x} ({total} elements) into {list(map(str, self.shape))}")
+            raise self.error(
+                f"cannot reshape {x} ({total} elements) into {list(map(str, self.shape))}"
+            )
         return x.with_shape(shape)
 
     def reference(self, x: np.ndarray) -> np.ndarray:
@@ -119,7 +120,8 @@ class Concat(Op):
         axis = norm_axis(self.name, self.axis, first.rank)
         for x in xs[1:]:
             same = x.rank == first.rank and all(
-                i == axis or dims_equal(a, b) for i, (a, b) in enumerate(zip(x.shape, first.shape, strict=True))
+                i == axis or dims_equal(a, b)
+                for i, (a, b) in enumerate(zip(x.shape, first.shape, strict=True))
             )
             if not same or x.dtype != first.dtype:
                 raise self.error(f"inputs disagree off axis {axis}: {', '.join(map(str, xs))}")
@@ -148,7 +150,9 @@ class Split(Op):
         axis = norm_axis(self.name, self.axis, x.rank)
         if not dims_equal(sympy.Add(*self.sizes), x.shape[axis]):
             raise self.error(f"sizes {list(map(str, self.sizes))} do not sum to axis {axis} of {x}")
-        return tuple(x.with_shape([s if i == axis else d for i, d in enumerate(x.shape)]) for s in self.sizes)
+        return tuple(
+            x.with_shape([s if i == axis else d for i, d in enumerate(x.shape)]) for s in self.sizes
+        )
 
     def reference(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
         bounds = np.cumsum([int(s) for s in self.sizes])[:-1]
@@ -172,7 +176,9 @@ def _slice_compute(axis: int, start: Any, size: Any) -> Any:
         rank = len(x.shape)
         a = axis % rank
         shape = [size if i == a else d for i, d in enumerate(x.shape)]
-        return te.compute(shape, lambda *i: x(*(j + start if k == a else j for k, j in enumerate(i))), name="out")
+        return te.compute(
+            shape, lambda *i: x(*(j + start if k == a else j for k, j in enumerate(i))), name="out"
+        )
 
     return compute
 
@@ -222,14 +228,18 @@ class Slice(Op):
         if 0 in self.steps:
             raise self.error("step must not be 0")
         shape = list(x.shape)
-        for axis, start, stop, step in zip(self.axes, self.starts, self.stops, self.steps, strict=True):
+        for axis, start, stop, step in zip(
+            self.axes, self.starts, self.stops, self.steps, strict=True
+        ):
             a = norm_axis(self.name, axis, x.rank)
             shape[a] = self._length(start, stop, step)
         return x.with_shape(shape)
 
     def reference(self, x: np.ndarray) -> np.ndarray:
         index = [slice(None)] * x.ndim
-        for axis, start, stop, step in zip(self.axes, self.starts, self.stops, self.steps, strict=True):
+        for axis, start, stop, step in zip(
+            self.axes, self.starts, self.stops, self.steps, strict=True
+        ):
             end = int(stop)
             index[axis % x.ndim] = slice(int(start), None if end < 0 else end, step)
         return x[tuple(index)].copy()
@@ -237,8 +247,13 @@ class Slice(Op):
     def lower(self, ctx: Any, args: Any) -> Any:
         from tvm import te
 
-        starts = {a % len(ctx.out_types[0].shape): ctx.dim(s) for a, s in zip(self.axes, self.starts, strict=True)}
-        steps = {a % len(ctx.out_types[0].shape): s for a, s in zip(self.axes, self.steps, strict=True)}
+        starts = {
+            a % len(ctx.out_types[0].shape): ctx.dim(s)
+            for a, s in zip(self.axes, self.starts, strict=True)
+        }
+        steps = {
+            a % len(ctx.out_types[0].shape): s for a, s in zip(self.axes, self.steps, strict=True)
+        }
         shape = ctx.shape(0)
 
         def compute(x: Any) -> Any:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import sympy
-
 from ember.codegen.build import build
 from ember.codegen.lower import _to_tir
 from ember.codegen.target import host_cpu, resolve_target
@@ -13,6 +12,7 @@ from ember.errors import CodegenError
 from ember.ir import Builder, interpret, sym
 from ember.ir.ops import Concat, MatMul, Reshape, Slice, Softmax
 from ember.runtime import Executor
+
 from tests.helpers import assert_close
 
 
@@ -22,7 +22,9 @@ def test_symbolic_expressions_lower_to_tir():
     expr = _to_tir(sympy.ceiling((2 * seq + batch) / 3) + sympy.Max(seq, 4), symbols)
     assert set(s.name for s in symbols) == {"seq", "batch"}
     text = str(expr)
-    assert "seq" in text and "batch" in text and "max" in text.lower()
+    assert "seq" in text
+    assert "batch" in text
+    assert "max" in text.lower()
 
 
 def test_one_build_runs_many_sequence_lengths(rng):
@@ -43,7 +45,8 @@ def test_one_build_runs_many_sequence_lengths(rng):
 
 def test_host_target_names_the_cpu():
     cpu = host_cpu()
-    assert cpu["kind"] == "llvm" and cpu["num-cores"] >= 1
+    assert cpu["kind"] == "llvm"
+    assert cpu["num-cores"] >= 1
     assert resolve_target("llvm")["mcpu"] == cpu["mcpu"]
     assert resolve_target('{"kind": "cuda", "arch": "sm_90"}') == {"kind": "cuda", "arch": "sm_90"}
 
@@ -61,5 +64,3 @@ def test_computed_input_dims_are_rejected():
     b.output(b.input((2 * seq,), "float32", name="x"))
     with pytest.raises(CodegenError, match="input 'x' has a computed dim 2\\*seq"):
         build(b.build(), "llvm")
-
-

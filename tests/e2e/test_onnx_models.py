@@ -9,6 +9,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnxscript")
 
 import ember  # noqa: E402
+
 from examples.zoo import ZOO, build  # noqa: E402
 from tests.helpers import assert_rel_close  # noqa: E402
 
@@ -36,5 +37,6 @@ def test_compiled_from_onnx_matches_eager(name: str):
     proto = torch.onnx.export(model, (ids,), dynamo=True, verbose=False).model_proto
     compiled = ember.compile(proto, target="llvm")
     outputs = compiled(ids.numpy())
-    assert isinstance(outputs, list) and all(isinstance(o, np.ndarray) for o in outputs)
+    assert isinstance(outputs, list)
+    assert all(isinstance(o, np.ndarray) for o in outputs)
     assert_rel_close(outputs[0], expected)

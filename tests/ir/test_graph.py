@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from ember.errors import InputError, ShapeError, VerifyError
-from ember.ir import Builder, Graph, Node, Value, from_json, interpret, print_graph, sym, to_json, verify
+from ember.ir import (
+    Builder,
+    Graph,
+    Node,
+    Value,
+    from_json,
+    interpret,
+    print_graph,
+    sym,
+    to_json,
+    verify,
+)
 from ember.ir.ops import Add, MatMul, Reshape, Slice, Softmax, Split
+
 from tests.helpers import assert_close
 
 
@@ -87,5 +98,7 @@ def test_verifier_catches_wrong_output_type():
     x = b.input((4,), "float32")
     node = Node(Add(), (x, x), (Value(x.type.with_dtype("float16")),))
     g = Graph((x,), (node,), node.outputs, output_names=("out",))
-    with pytest.raises(VerifyError, match=r"add infers \['f32\[4\]'\] but outputs are \['f16\[4\]'\]"):
+    with pytest.raises(
+        VerifyError, match=r"add infers \['f32\[4\]'\] but outputs are \['f16\[4\]'\]"
+    ):
         verify(g)

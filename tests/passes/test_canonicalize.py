@@ -3,6 +3,7 @@ from __future__ import annotations
 from ember.ir import Builder, Graph, sym
 from ember.ir.ops import Cast, Exp, Reshape, Transpose
 from ember.passes.canonicalize import canonicalize
+
 from tests.helpers import check_pass
 
 
@@ -16,7 +17,9 @@ def _transposes(*perms: tuple[int, ...]) -> Graph:
 
 
 def test_two_transposes_become_one():
-    check_pass(canonicalize, before=_transposes((1, 0, 2), (0, 2, 1)), expected=_transposes((1, 2, 0)))
+    check_pass(
+        canonicalize, before=_transposes((1, 0, 2), (0, 2, 1)), expected=_transposes((1, 2, 0))
+    )
 
 
 def test_transposes_composing_to_identity_vanish():

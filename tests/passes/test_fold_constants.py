@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 import numpy as np
-
 from ember.ir import Builder, Graph
 from ember.ir.ops import Add, Mul, Transpose
 from ember.passes.fold_constants import fold_constants
+
 from tests.helpers import check_pass
 
 W = np.arange(6, dtype=np.float32).reshape(2, 3)
@@ -13,7 +13,11 @@ W = np.arange(6, dtype=np.float32).reshape(2, 3)
 def _graph(folded: bool) -> Graph:
     b = Builder()
     x = b.input((3, 2), "float32", name="x")
-    w = b.const(W.T * 2) if folded else b.emit(Mul(), b.emit(Transpose((1, 0)), b.const(W)), b.const(np.float32(2)))
+    w = (
+        b.const(W.T * 2)
+        if folded
+        else b.emit(Mul(), b.emit(Transpose((1, 0)), b.const(W)), b.const(np.float32(2)))
+    )
     b.output(b.emit(Add(), x, w))
     return b.build()
 

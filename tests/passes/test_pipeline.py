@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from ember.errors import PassError
 from ember.ir import Builder, Graph
 from ember.ir.ops import Exp, Transpose
@@ -22,7 +21,8 @@ def test_default_pipeline_runs_verifies_and_times_each_pass(tmp_path):
     assert [n.op.name for n in g.nodes] == ["exp"]
     assert set(times) == {f"pass:{name}" for name in DEFAULT_PIPELINE}
     dumps = sorted(p.name for p in tmp_path.iterdir())
-    assert dumps[0] == "00-input.txt" and dumps[1] == "01-canonicalize.txt"
+    assert dumps[0] == "00-input.txt"
+    assert dumps[1] == "01-canonicalize.txt"
     assert "transpose" in (tmp_path / "00-input.txt").read_text()
     assert "transpose" not in (tmp_path / "01-canonicalize.txt").read_text()
 
@@ -42,7 +42,9 @@ def test_failures_name_the_pass_and_its_predecessors():
         raise ValueError("boom")
 
     try:
-        with pytest.raises(PassError, match=r"in pass 'test-break-graph' \(after: canonicalize\): boom"):
+        with pytest.raises(
+            PassError, match=r"in pass 'test-break-graph' \(after: canonicalize\): boom"
+        ):
             run_pipeline(_graph(), ["canonicalize", "test-break-graph"])
     finally:
         del PASSES["test-break-graph"]
