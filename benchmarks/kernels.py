@@ -5,8 +5,10 @@
     python benchmarks/kernels.py --repeat 100 --out bench-results/kernels.jsonl
 
 Each graph takes the production path (`ember.codegen.build.build`, `ember.runtime.Executor`);
-`build(..., schedule=False)` is the untuned baseline. Weights are graph constants, as after import.
-Every implementation's output is checked against numpy before it is timed.
+`build(..., schedule=False)` is the untuned baseline, and cases with exp/erf/tanh add `libm`:
+ember's schedules with `fast_math=False`. Weights are graph constants, as after import (CPU
+builds pack them once: `gemv` vs `decode` shows constant vs runtime weights). Every
+implementation's output is checked against numpy before it is timed.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class Case:
     make: Callable[[np.random.Generator], tuple[Graph, Inputs, dict[str, np.ndarray]]]
     numpy_fn: Callable[[Inputs, dict[str, np.ndarray]], np.ndarray] | None
     torch_fn: Callable[[list[Any], dict[str, Any]], Any]
+    libm: bool = False  # also time the build without fast math (transcendental functions)
 
 
 def _rand(rng: np.random.Generator, *shape: int) -> np.ndarray:
@@ -61,7 +64,7 @@ def _matmul(m: int, k: int, n: int) -> Case:
     )
 
 
-def _linear(batch: int, seq: int, k: int, n: int, *, gelu: bool) -> Case:
+def _linear(batch: int, seq: int, k: int, n: int, *, gelu: bool, name: str = "") -> Case:
     def make(rng: np.random.Generator) -> tuple[Graph, Inputs, dict[str, np.ndarray]]:
         w, bias = _rand(rng, k, n) / math.sqrt(k), _rand(rng, n)
         b = Builder()
@@ -83,8 +86,8 @@ def _linear(batch: int, seq: int, k: int, n: int, *, gelu: bool) -> Case:
         y = torch.addmm(p["b"], xs[0].reshape(-1, k), p["w"]).reshape(batch, seq, n)
         return torch.nn.functional.gelu(y) if gelu else y
 
-    name = f"linear_gelu_b{batch}" if gelu else f"linear_b{batch}"
-    return Case(name, f"{batch}x{seq}x{k} -> {n}", make, numpy_fn, torch_fn)
+    name = name or (f"linear_gelu_b{batch}" if gelu else f"linear_b{batch}")
+    return Case(name, f"{batch}x{seq}x{k} -> {n}", make, numpy_fn, torch_fn, libm=gelu)
 
 
 def _softmax(shape: tuple[int, ...]) -> Case:
@@ -98,7 +101,12 @@ def _softmax(shape: tuple[int, ...]) -> Case:
         return e / e.sum(axis=-1, keepdims=True)
 
     return Case(
-        "softmax", "x".join(map(str, shape)), make, numpy_fn, lambda xs, _: xs[0].softmax(-1)
+        "softmax",
+        "x".join(map(str, shape)),
+        make,
+        numpy_fn,
+        lambda xs, _: xs[0].softmax(-1),
+        libm=True,
     )
 
 
@@ -138,7 +146,7 @@ def _gelu(shape: tuple[int, ...]) -> Case:
         return torch.nn.functional.gelu(xs[0])
 
     # numpy has no erf: the reference (a Python-level erf) is the check, not a timed baseline
-    return Case("gelu", "x".join(map(str, shape)), make, None, torch_fn)
+    return Case("gelu", "x".join(map(str, shape)), make, None, torch_fn, libm=True)
 
 
 CASES = (
@@ -147,6 +155,7 @@ CASES = (
     _linear(8, 128, 256, 1024, gelu=False),
     _linear(8, 128, 256, 1024, gelu=True),
     _matmul(1, 2048, 2048),
+    _linear(1, 1, 2048, 2048, gelu=False, name="gemv"),
     _softmax((8, 4, 128, 128)),
     _layer_norm((8, 128, 256)),
     _gelu((8, 128, 1024)),
@@ -163,8 +172,11 @@ def run_case(case: Case, *, repeat: int, budget_s: float) -> Row:
     graph, inputs, params = case.make(np.random.default_rng(0))
     expected = graph_reference(case, graph, inputs, params)
     fns: dict[str, Callable[[], Any]] = {}
-    for impl, schedule in (("ember", True), ("untuned", False)):
-        run = Executor(build(graph, "llvm", schedule=schedule).executable)
+    builds = {"ember": {}, "untuned": {"schedule": False}}
+    if case.libm:
+        builds["libm"] = {"fast_math": False}
+    for impl, options in builds.items():
+        run = Executor(build(graph, "llvm", **options).executable)
         args = [tvm.runtime.tensor(x) for x in inputs]
         _check(case, impl, run.run(args)[0].numpy(), expected)
         fns[impl] = lambda run=run, args=args: run.run(args)

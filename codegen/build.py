@@ -9,11 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import tvm
-from tvm import relax
-
+from ember.codegen.cpu_matmul import panel_width
 from ember.codegen.fast_math import fast_math as use_fast_math
 from ember.codegen.gpu_schedule import schedule_gpu
-from ember.codegen.cpu_matmul import panel_width
 from ember.codegen.lower import to_relax
 from ember.codegen.pack_weights import pack_matmul_weights
 from ember.codegen.rocm_link import use_system_toolchain
@@ -21,6 +19,7 @@ from ember.codegen.schedule import default_schedule_rules
 from ember.codegen.target import resolve_target
 from ember.errors import CodegenError
 from ember.ir import Graph
+from tvm import relax
 
 __all__ = ["BuildResult", "build", "fuse"]
 
@@ -67,7 +66,8 @@ def build(
     start = time.perf_counter()
     if schedule and spec["kind"] == "llvm":  # the layout CPU Matmul streams; GPUs keep matmul
         g = pack_matmul_weights(g, panel=panel_width(tgt))
-    mod = to_relax(g)
+    with tgt:  # ops with target-specific computes (top-k) look at the current target
+        mod = to_relax(g)
     times["lower"] = time.perf_counter() - start
     try:
         with tgt:

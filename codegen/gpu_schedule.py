@@ -3,9 +3,10 @@
 dlight's `ApplyDefaultSchedule` lets a rule's exception escape and leaves a function no rule took
 unscheduled, which TVM later reports as "did you forget to bind?". Here each function tries the
 rules in order (a rule that raises counts as not matching), then the same rules after removing
-no-op statements (a zero-extent loop, e.g. an empty slice, crashes dlight's Fallback), then a
-serial kernel (one thread per block of statements) that is slow but correct. A function not even
-that can schedule raises `CodegenError` naming it.
+no-op statements (a zero-extent loop, e.g. an empty slice, crashes dlight's Fallback); a function
+no rule took is kept if it launches GPU threads itself, else becomes a serial kernel (one thread
+per block of statements: slow but correct). A function not even that can schedule raises
+`CodegenError` naming it.
 """
 
 from __future__ import annotations
@@ -48,14 +49,32 @@ def _schedule_function(name: str, func: Any, rules: Sequence[Any], target: Any) 
         sch = _first_rule(candidate, rules, target, errors)
         if sch is not None:
             return sch.mod["main"]
-    sch = _try(lambda: _serial(simplified), "serial", errors)
-    if sch is not None:
+    if _binds_threads(func.body):  # written for GPUs already, with no block a rule could take
+        return func
+    serial = _try(lambda: _serial(simplified), "serial", errors)
+    if serial is not None:
         log.warning("no GPU schedule rule took %s; it runs as a serial kernel (slow)", name)
-        return sch.mod["main"]
+        return serial
     raise CodegenError(
         f"no GPU schedule could bind the loops of fused function {name!r} to GPU threads:\n  "
         + "\n  ".join(errors)
     )
+
+
+def _binds_threads(body: Any) -> bool:
+    import tvm_ffi
+    from tvm import tirx
+
+    found: list[bool] = []
+
+    def visit_attr(node: Any) -> None:
+        found.append(node.attr_key == "thread_extent")
+
+    def visit_for(node: Any) -> None:
+        found.append(node.kind == tirx.ForKind.THREAD_BINDING)
+
+    tvm_ffi.structural_walk(body, [(tirx.AttrStmt, visit_attr), (tirx.For, visit_for)])
+    return any(found)
 
 
 def _first_rule(func: Any, rules: Sequence[Any], target: Any, errors: list[str]) -> Any:
@@ -80,11 +99,25 @@ def _serial(func: Any) -> Any:
     from tvm import s_tir
 
     sch = s_tir.Schedule(func)
-    root = sch.get_sblock("root")
+    try:
+        root = sch.get_sblock("root")
+    except s_tir.schedule.ScheduleError:  # an opaque body (topi's ir_builder ops): no blocks
+        return _one_thread(func)
     for block in sch.get_child_blocks(root):
         loops = sch.get_loops(block)
         outer = sch.add_unit_loop(loops[0] if loops else block)
         block_loop = sch.add_unit_loop(outer)
         sch.bind(block_loop, "blockIdx.x")
         sch.bind(outer, "threadIdx.x")
-    return sch
+    return sch.mod["main"]
+
+
+def _one_thread(func: Any) -> Any:
+    """The whole body as one kernel of one thread."""
+    from tvm import ir, tirx
+
+    body = func.body
+    for tag in ("threadIdx.x", "blockIdx.x"):
+        thread = tirx.IterVar(ir.Range(0, 1), tirx.Var(tag, "int32"), tirx.IterVar.ThreadIndex, tag)
+        body = tirx.AttrStmt(thread, "thread_extent", tirx.IntImm("int32", 1), body)
+    return func.with_body(body)

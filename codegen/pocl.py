@@ -47,27 +47,37 @@ def check_on_pocl(g: Graph, *, seed: int = 0) -> list[KernelCheck]:
 
     target = tvm.target.Target(_OPENCL)
     with target:
-        fused = fuse(to_relax(g))
-        reference = {gv.name_hint: f for gv, f in fused.functions_items() if isinstance(f, tirx.PrimFunc)}
-        scheduled = schedule_gpu(fused, default_schedule_rules(_OPENCL), target)
+        scheduled = schedule_gpu(fuse(to_relax(g)), default_schedule_rules(_OPENCL), target)
+    # the reference is lowered for the CPU: ops with a GPU-only compute (top-k) differ there
+    with tvm.target.Target(host_cpu()):
+        reference = fuse(to_relax(g))
     queue = _pocl_queue()
     rng = np.random.default_rng(seed)
     checks = []
     for gvar, func in scheduled.functions_items():
         if isinstance(func, tirx.PrimFunc):
             arrays = _random_arguments(gvar.name_hint, func, rng)
-            want = _run_llvm(reference[gvar.name_hint], arrays)
+            want = _run_llvm(_function(reference, gvar.name_hint), arrays)
             got, launched = _run_opencl(func, arrays, queue)
             checks.append(KernelCheck(gvar.name_hint, launched, _max_error(got, want)))
             log.info("%s: %d kernels, max error %.3g", *vars(checks[-1]).values())
     return checks
 
 
+def _function(mod: Any, name: str) -> Any:
+    matches = [f for gv, f in mod.functions_items() if gv.name_hint == name]
+    if not matches:
+        raise CodegenError(f"{name}: the CPU lowering of the graph fused differently; no reference")
+    return matches[0]
+
+
 def _pocl_queue() -> Any:
     try:
         import pyopencl as cl
     except ImportError as err:
-        raise CodegenError("running OpenCL kernels on the CPU needs pyopencl (pip install pyopencl)") from err
+        raise CodegenError(
+            "running OpenCL kernels on the CPU needs pyopencl (pip install pyopencl)"
+        ) from err
     platforms = [p for p in cl.get_platforms() if "Portable Computing Language" in p.name]
     if not platforms:
         raise CodegenError("no PoCL OpenCL platform: install Debian's pocl-opencl-icd")
@@ -80,7 +90,9 @@ def _random_arguments(name: str, func: Any, rng: np.random.Generator) -> list[np
     for param in func.params:
         shape = [int(d) if isinstance(d, int) or hasattr(d, "value") else None for d in param.shape]
         if None in shape:
-            raise CodegenError(f"{name}: checking on PoCL needs static shapes, got {list(param.shape)}")
+            raise CodegenError(
+                f"{name}: checking on PoCL needs static shapes, got {list(param.shape)}"
+            )
         dtype = np.dtype(str(param.dtype))
         if dtype.kind == "f":
             arrays.append(rng.standard_normal(shape).astype(dtype))
@@ -126,8 +138,12 @@ def _run_opencl(func: Any, arrays: list[np.ndarray], queue: Any) -> tuple[list[n
 
 
 def _statements(stmt: Any) -> list[Any]:
-    if type(stmt).__name__ == "SeqStmt":
+    """The host body in order; attributes (hints such as "hand_threaded") are looked through."""
+    kind = type(stmt).__name__
+    if kind == "SeqStmt":
         return [s for child in stmt.seq for s in _statements(child)]
+    if kind == "AttrStmt":
+        return _statements(stmt.body)
     return [stmt]
 
 
@@ -139,6 +155,9 @@ class _Buffers:
 
         self.queue = queue
         self.params = len(params)
+        # symbolic element offsets of parameters (topi's GPU sort leaves them free): ours are 0
+        self.offsets = {str(p.elem_offset) for p in params if not hasattr(p.elem_offset, "value")}
+        self.claimed: set[int] = set()
         self.memory: list[tuple[Any, Any]] = []  # (buffer var, cl.Buffer): TVM vars are unhashable
         flags = cl.mem_flags.READ_WRITE | cl.mem_flags.COPY_HOST_PTR
         for param, array in zip(params, arrays, strict=True):
@@ -149,11 +168,19 @@ class _Buffers:
         for known, memory in self.memory:
             if known.same_as(var):
                 return memory
-        # views of a parameter name a copy of its variable (same name), not the parameter itself
-        named = [memory for known, memory in self.memory[: self.params] if known.name == var.name]
-        if len(named) != 1:
+        # TVM's FlattenBuffer views a parameter through a copy of its variable (same name, shape
+        # and dtype), not the parameter itself; parameters alike in all three (FuseTIR can name
+        # two `lv`) are viewed in parameter order, so each such view takes the next one
+        alike = [
+            i
+            for i, (known, _) in enumerate(self.memory[: self.params])
+            if _same_signature(known, var)
+        ]
+        unclaimed = [i for i in alike if i not in self.claimed] or alike
+        if not unclaimed:
             raise CodegenError(f"kernel argument {var} is no buffer the host function declared")
-        return named[0]
+        self.claimed.add(unclaimed[0])
+        return self.memory[unclaimed[0]][1]
 
     def execute(self, stmt: Any, program: Any) -> int:
         """Apply one host statement; returns how many kernels it launched."""
@@ -161,28 +188,34 @@ class _Buffers:
 
         kind = type(stmt).__name__
         if kind == "AllocBuffer":
-            nbytes = max(1, int(np.prod([int(d) for d in stmt.buffer.shape])) * np.dtype(str(stmt.buffer.dtype)).itemsize)
-            self.memory.append((stmt.buffer, cl.Buffer(self.queue.context, cl.mem_flags.READ_WRITE, nbytes)))
+            nbytes = max(1, _elements(stmt.buffer) * np.dtype(str(stmt.buffer.dtype)).itemsize)
+            self.memory.append(
+                (stmt.buffer, cl.Buffer(self.queue.context, cl.mem_flags.READ_WRITE, nbytes))
+            )
             return 0
         if kind == "DeclBuffer":  # a view (flattened shape) of a buffer declared before
             self.memory.append((stmt.buffer, self.lookup(stmt.buffer.data.args[0])))
             return 0
-        if kind == "Evaluate" and getattr(stmt.value, "op", None) is not None:
-            if stmt.value.op.name == "tirx.call_ffi_kernel":
-                self._launch(stmt.value, program)
-                return 1
+        if kind == "Evaluate" and _calls(stmt.value, "tirx.call_ffi_kernel"):
+            self._launch(stmt.value, program)
+            return 1
         raise CodegenError(f"cannot replay host statement {kind} on PoCL:\n{stmt}")
 
     def _launch(self, call: Any, program: Any) -> None:
         import pyopencl as cl
 
         tags = list(call.attrs.launch_params)
-        args, extents = call.args[1 : len(call.args) - len(tags)], call.args[len(call.args) - len(tags) :]
+        args, extents = (
+            call.args[1 : len(call.args) - len(tags)],
+            call.args[len(call.args) - len(tags) :],
+        )
         grid, block = [1, 1, 1], [1, 1, 1]
         for tag, extent in zip(tags, extents, strict=True):
             scope, _, axis = tag.partition(".")
             if scope not in ("blockIdx", "threadIdx") or not hasattr(extent, "value"):
-                raise CodegenError(f"cannot launch with {tag}={extent} on PoCL (static thread extents only)")
+                raise CodegenError(
+                    f"cannot launch with {tag}={extent} on PoCL (static thread extents only)"
+                )
             (grid if scope == "blockIdx" else block)[_AXES[axis]] = int(extent.value)
         kernel = cl.Kernel(program, call.args[0].value)
         kernel.set_args(*(self._argument(a) for a in args))
@@ -190,10 +223,12 @@ class _Buffers:
         cl.enqueue_nd_range_kernel(self.queue, kernel, global_size, tuple(block))
 
     def _argument(self, arg: Any) -> Any:
-        if getattr(arg, "op", None) is not None and arg.op.name == "tirx.buffer_data":
+        if _calls(arg, "tirx.buffer_data"):
             return self.lookup(arg.args[0])
         if hasattr(arg, "value"):
             return np.dtype(str(arg.dtype)).type(arg.value)
+        if str(arg) in self.offsets:
+            return np.dtype(str(arg.ty.dtype)).type(0)
         raise CodegenError(f"kernel argument {arg} is not static")
 
     def read(self, param: Any, like: np.ndarray) -> np.ndarray:
@@ -203,6 +238,20 @@ class _Buffers:
         if out.size:
             cl.enqueue_copy(self.queue, out, self.lookup(param))
         return out
+
+
+def _calls(expr: Any, op_name: str) -> bool:
+    op = getattr(expr, "op", None)
+    return op is not None and getattr(op, "name", None) == op_name
+
+
+def _same_signature(a: Any, b: Any) -> bool:
+    """Same name, dtype and element count (a view may be flattened)."""
+    return a.name == b.name and str(a.dtype) == str(b.dtype) and _elements(a) == _elements(b)
+
+
+def _elements(buffer: Any) -> int:
+    return int(np.prod([int(d) for d in buffer.shape]))
 
 
 def _max_error(got: list[np.ndarray], want: list[np.ndarray]) -> float:

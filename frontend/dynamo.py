@@ -4,7 +4,8 @@ Dynamo hands over one torch-level FX graph per region between graph breaks, call
 example inputs (parameters lifted to inputs) and, once a dim has changed between calls, SymInt
 arguments for the sizes it made dynamic. Each graph takes the same route as `ember.compile`:
 torch.export (non-strict; Dynamo's dynamic dims stay dynamic), core-ATen decomposition, import,
-then `ember.api.compile_graph` (passes, on-disk cache, codegen). Inference only.
+then `ember.api.compile_graph` (passes, on-disk cache, codegen). Inference only; in-place updates
+of inputs (buffers included) come back as extra outputs and are copied into the inputs.
 
 The entry point path is fixed by pyproject (`torch_dynamo_backends`), so this frontend module calls
 up into `ember.api` lazily: the backend is glue, like `api.py`.
@@ -21,7 +22,7 @@ import sympy
 import torch
 
 from ember.errors import EmberError, UnsupportedError
-from ember.frontend.torch import import_module
+from ember.frontend.torch import ExportError, TorchImport, decompose, from_exported_program
 
 __all__ = ["backend"]
 
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 
 _OPTIONS = ("target", "passes", "cache")
 _MAX_DIM = 2**31 - 1
-DynamicSpec = dict[int, dict[int, tuple[str, int, int]]]
+_DynamicSpec = dict[int, dict[int, tuple[str, int, int]]]
 
 
 def backend(
@@ -50,22 +51,80 @@ def backend(
     _check_inference(example_inputs)
     positions = [i for i, a in enumerate(example_inputs) if isinstance(a, torch.Tensor)]
     tensors = tuple(example_inputs[i] for i in positions)
-    function, dynamic = _tensor_function(gm, example_inputs)
-    with torch._guards.tracing(None):  # export must make its own fake mode, not reuse Dynamo's
-        imported = import_module(function, tensors, dynamic=dynamic)
+    imported, mutated = _import(gm, example_inputs, tensors)
     program = compile_graph(imported.graph, **settings)
-    log.info(
-        "ember: compiled a Dynamo graph for shapes %s (dynamic dims: %s)",
-        [tuple(t.shape) for t in tensors],
-        dynamic,
-    )
+    log.info("ember: compiled a Dynamo graph for shapes %s", [tuple(t.shape) for t in tensors])
 
     def run(*args: Any) -> Any:
         outputs = program.run([args[i] for i in positions])
         flat = [torch.from_dlpack(t) for t in outputs]
-        return torch.utils._pytree.tree_unflatten(flat, imported.out_spec)
+        result, updates = torch.utils._pytree.tree_unflatten(flat, imported.out_spec)
+        for index, value in zip(mutated, updates, strict=True):
+            args[positions[index]].copy_(value)  # in-place updates the graph made to its inputs
+        return result
 
     return run
+
+
+def _import(
+    gm: torch.fx.GraphModule, example_inputs: Sequence[Any], tensors: tuple[Any, ...]
+) -> tuple[TorchImport, list[int]]:
+    """Export and import `gm` over its tensor arguments; returns the import and the indices of
+    tensor arguments it updates in place (their new values are the last outputs).
+
+    The first export finds the updates; ember graphs are pure, so a graph that has any is
+    exported again returning the updated tensors, which the caller copies back.
+    """
+    module, dynamic = _tensor_function(gm, example_inputs, mutated=())
+    ep = _export(module, tensors, dynamic)
+    mutated = _mutated_inputs(ep)
+    if mutated:
+        module, _ = _tensor_function(gm, example_inputs, mutated=mutated)
+        ep = _export(module, tensors, dynamic)
+    names = _symbol_names(ep, dynamic)
+    return from_exported_program(ep, name="dynamo_graph", symbol_names=names), mutated
+
+
+def _export(module: torch.nn.Module, tensors: tuple[Any, ...], dynamic: _DynamicSpec) -> Any:
+    dims: dict[str, Any] = {}
+    shapes: list[Any] = [None] * len(tensors)
+    for index, axes in dynamic.items():
+        shapes[index] = {
+            axis: dims.setdefault(name, torch.export.Dim(name, min=lo, max=hi))
+            for axis, (name, lo, hi) in axes.items()
+        }
+    # export must make its own fake mode, not reuse the one of the Dynamo trace around us
+    with torch._guards.tracing(None), torch.no_grad():
+        try:  # decomposing also functionalizes: in-place updates become extra outputs
+            return decompose(
+                torch.export.export(module, tensors, dynamic_shapes=shapes, strict=False)
+            )
+        except Exception as err:
+            lines = str(err).strip().splitlines()[:12]
+            raise ExportError(
+                f"torch.export failed on a graph from Dynamo: {type(err).__name__}: "
+                + "\n".join(lines)
+            ) from err
+
+
+def _mutated_inputs(ep: Any) -> list[int]:
+    signature = ep.graph_signature
+    updated = set(signature.user_inputs_to_mutate.values())
+    return [i for i, name in enumerate(signature.user_inputs) if name in updated]
+
+
+def _symbol_names(ep: Any, dynamic: _DynamicSpec) -> dict[str, str]:
+    """torch.export's symbol name (s77) -> Dynamo's, read off the exported inputs' shapes."""
+    nodes = {n.name: n for n in ep.graph.nodes if n.op == "placeholder"}
+    users = list(ep.graph_signature.user_inputs)
+    found: dict[str, str] = {}
+    for index, axes in dynamic.items():
+        shape = nodes[users[index]].meta["val"].shape
+        for axis, (name, _, _) in axes.items():
+            expr = _expr(shape[axis])
+            if isinstance(expr, sympy.Symbol):
+                found[expr.name] = name
+    return found
 
 
 def _settings(options: Mapping[str, Any] | None, mode: str | None) -> dict[str, Any]:
@@ -94,10 +153,11 @@ def _check_inference(example_inputs: Sequence[Any]) -> None:
 
 
 def _tensor_function(
-    gm: torch.fx.GraphModule, example_inputs: Sequence[Any]
-) -> tuple[Callable[..., Any], DynamicSpec]:
-    """`gm` as a function of its tensor arguments alone, and the dims Dynamo made symbolic as an
-    `import_module` dynamic spec (symbols keep Dynamo's names, so equal dims stay equal).
+    gm: torch.fx.GraphModule, example_inputs: Sequence[Any], *, mutated: Sequence[int]
+) -> tuple[torch.nn.Module, _DynamicSpec]:
+    """`gm` as a module over its tensor arguments alone, returning (gm's outputs, the tensors at
+    `mutated`), and the dims Dynamo made symbolic as {tensor: {axis: (name, min, max)}}
+    (symbols keep Dynamo's names, so equal dims stay equal).
 
     Dynamo also passes each dynamic size as a SymInt argument; the function reads it off a
     tensor argument that carries it, so the traced graph computes it from that shape.
@@ -105,7 +165,7 @@ def _tensor_function(
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     pairs = list(zip(placeholders, example_inputs, strict=True))
     carriers: dict[sympy.Symbol, tuple[int, int]] = {}
-    dynamic: DynamicSpec = {}
+    dynamic: _DynamicSpec = {}
     names: list[str] = []
     for node, example in pairs:
         if not isinstance(example, torch.Tensor):
@@ -119,15 +179,18 @@ def _tensor_function(
                 dynamic.setdefault(index, {})[axis] = (expr.name, 2, _MAX_DIM)
     sources = [_source(node, example, carriers) for node, example in pairs]
 
-    def graph(*tensors: Any) -> Any:
+    def forward(*tensors: Any) -> Any:
         it = iter(tensors)
-        return gm(*(next(it) if s is None else tensors[s[0]].shape[s[1]] for s in sources))
+        outputs = gm(*(next(it) if s is None else tensors[s[0]].shape[s[1]] for s in sources))
+        return outputs, tuple(tensors[i] for i in mutated)
 
     kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
     # torch.export matches the dynamic spec against this signature (gm.forward shows only *args)
     signature = inspect.Signature([inspect.Parameter(n, kind) for n in names])
-    graph.__signature__ = signature  # type: ignore[attr-defined]
-    return graph, dynamic
+    forward.__signature__ = signature  # type: ignore[attr-defined]
+    module = torch.nn.Module()
+    module.forward = forward  # type: ignore[method-assign]
+    return module, dynamic
 
 
 def _source(

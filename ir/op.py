@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
+import sympy
 from ember.errors import ShapeError
 from ember.ir.types import DType, TensorType
 
@@ -64,6 +65,11 @@ class Op:
         return ctx.emit_te(self.compute, *args)
 
     @property
+    def is_symbolic(self) -> bool:
+        """Whether an attribute holds a symbolic dim (its value is known only at run time)."""
+        return any(_has_symbol(v) for v in self.attrs.values())
+
+    @property
     def attrs(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
@@ -73,6 +79,12 @@ class Op:
     def __str__(self) -> str:
         attrs = ",".join(f"{k}={_attr_str(v)}" for k, v in self.attrs.items())
         return f"{self.name}[{attrs}]" if attrs else self.name
+
+
+def _has_symbol(value: object) -> bool:
+    if isinstance(value, tuple):
+        return any(_has_symbol(v) for v in value)
+    return isinstance(value, sympy.Expr) and bool(value.free_symbols)
 
 
 def _tuples(value: object) -> object:

@@ -17,7 +17,8 @@ Dim = int | sympy.Expr
 
 
 class DType(enum.Enum):
-    """Element types. `int4` is two values packed per uint8 byte; fp8 types use ml_dtypes."""
+    """Element types. `int4` is two values packed per uint8 byte; bfloat16, the fp8/fp4 types and
+    uint4/int2/uint2 (one value per byte) use ml_dtypes."""
 
     float64 = "float64"
     float32 = "float32"
@@ -25,6 +26,9 @@ class DType(enum.Enum):
     bfloat16 = "bfloat16"
     float8_e4m3fn = "float8_e4m3fn"
     float8_e5m2 = "float8_e5m2"
+    float8_e4m3fnuz = "float8_e4m3fnuz"
+    float8_e5m2fnuz = "float8_e5m2fnuz"
+    float4_e2m1fn = "float4_e2m1fn"
     int64 = "int64"
     int32 = "int32"
     int16 = "int16"
@@ -34,6 +38,9 @@ class DType(enum.Enum):
     uint16 = "uint16"
     uint32 = "uint32"
     uint64 = "uint64"
+    uint4 = "uint4"  # one value per byte, like ONNX's (ml_dtypes); unlike the packed `int4`
+    int2 = "int2"
+    uint2 = "uint2"
     bool = "bool"
 
     @classmethod
@@ -65,8 +72,8 @@ class DType(enum.Enum):
 
     @cached_property
     def numpy(self) -> np.dtype:
-        """The numpy dtype holding one element (ml_dtypes for bfloat16 and fp8)."""
-        if self in (DType.bfloat16, DType.float8_e4m3fn, DType.float8_e5m2):
+        """The numpy dtype holding one element (see the class docstring)."""
+        if self in _ML_DTYPES:
             import ml_dtypes
 
             return np.dtype(getattr(ml_dtypes, self.value))
@@ -80,12 +87,18 @@ class DType(enum.Enum):
         return "bool" if self is DType.bool else self.value
 
 
+_ML_DTYPES = frozenset(
+    {DType.bfloat16, DType.float8_e4m3fn, DType.float8_e5m2, DType.float8_e4m3fnuz,
+     DType.float8_e5m2fnuz, DType.float4_e2m1fn, DType.uint4, DType.int2, DType.uint2}
+)  # fmt: skip
 _ALIASES = {"float": "float32", "double": "float64", "half": "float16", "long": "int64", "int": "int32"}
 _SHORT = {
     DType.float64: "f64", DType.float32: "f32", DType.float16: "f16", DType.bfloat16: "bf16",
     DType.float8_e4m3fn: "f8e4m3", DType.float8_e5m2: "f8e5m2", DType.int64: "i64",
     DType.int32: "i32", DType.int16: "i16", DType.int8: "i8", DType.int4: "i4", DType.uint8: "u8",
     DType.uint16: "u16", DType.uint32: "u32", DType.uint64: "u64", DType.bool: "bool",
+    DType.float8_e4m3fnuz: "f8e4m3fnuz", DType.float8_e5m2fnuz: "f8e5m2fnuz",
+    DType.float4_e2m1fn: "f4e2m1", DType.uint4: "u4", DType.int2: "i2", DType.uint2: "u2",
 }  # fmt: skip
 
 

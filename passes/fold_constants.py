@@ -12,7 +12,9 @@ from ember.passes.registry import graph_pass
 def fold_constants(g: Graph, *, max_elements: int = 1 << 22) -> Graph:
     def fold(b: Builder, node: Node) -> tuple[Value, ...] | None:
         arrays = [b.const_value(v) for v in node.inputs]
-        if any(a is None for a in arrays) or not all(v.type.is_static for v in node.outputs):
+        if any(a is None for a in arrays) or node.op.is_symbolic:
+            return None
+        if not all(v.type.is_static for v in node.outputs):
             return None
         if sum(int(np.prod(v.type.shape)) for v in node.outputs) > max_elements:
             return None

@@ -84,16 +84,32 @@ def _bit_shift(ctx: Context, node: OnnxNode) -> Value:
 
 def _cast(ctx: Context, node: OnnxNode) -> Value:
     dtype = onnx_dtype(node.attr("to"), f"Cast node {node.name!r}")
-    return _cast_to(ctx, _x(node), dtype)
+    return _cast_to(ctx, _x(node), dtype, bool(node.attr("saturate", 1)))
 
 
 def _cast_like(ctx: Context, node: OnnxNode) -> Value:
     target = node.inputs[1]
     assert target is not None
-    return _cast_to(ctx, _x(node), target.type.dtype)
+    return _cast_to(ctx, _x(node), target.type.dtype, bool(node.attr("saturate", 1)))
 
 
-def _cast_to(ctx: Context, x: Value, dtype: DType) -> Value:
+_SATURATING = (DType.float8_e4m3fn, DType.float8_e5m2, DType.float8_e4m3fnuz,
+               DType.float8_e5m2fnuz, DType.float4_e2m1fn)  # fmt: skip
+
+
+def _saturate(ctx: Context, x: Value, dtype: DType) -> Value:
+    """x clamped to dtype's finite range (infinities too); NaN stays NaN."""
+    import ml_dtypes
+
+    limit = float(ml_dtypes.finfo(dtype.numpy).max)
+    high, low = ctx.scalar(limit, x.type.dtype), ctx.scalar(-limit, x.type.dtype)
+    x = ctx.emit(ops.Where(), ctx.emit(ops.Greater(), x, high), high, x)
+    return ctx.emit(ops.Where(), ctx.emit(ops.Less(), x, low), low, x)
+
+
+def _cast_to(ctx: Context, x: Value, dtype: DType, saturate: bool = False) -> Value:
+    if saturate and dtype in _SATURATING and x.type.dtype.is_float:
+        x = _saturate(ctx, x, dtype)
     known = ctx.known.get(x)
     out = ctx.cast(x, dtype)
     if known is not None and dtype.is_int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ember.frontend.onnx import conv, elementwise, index, nn, quant, reduce, shape
+from ember.frontend.onnx import conv, elementwise, index, nn, quant, reduce, resize, shape
 from ember.frontend.onnx.context import Converter
 
 __all__ = ["CONVERTERS"]
@@ -20,5 +20,5 @@ def _merge(*tables: dict[str, Converter]) -> dict[str, Converter]:
 
 CONVERTERS: dict[str, Converter] = _merge(
     elementwise.CONVERTERS, shape.CONVERTERS, reduce.CONVERTERS, nn.CONVERTERS, conv.CONVERTERS,
-    index.CONVERTERS, quant.CONVERTERS,
+    index.CONVERTERS, quant.CONVERTERS, resize.CONVERTERS,
 )  # fmt: skip

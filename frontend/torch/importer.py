@@ -166,7 +166,8 @@ def _symbol_ranges(ep: Any, symbols: Mapping[sympy.Symbol, sympy.Symbol]) -> dic
     for s, vr in ep.range_constraints.items():
         if s in symbols:
             upper = vr.upper
-            hi = int(upper) if getattr(upper, "is_finite", True) and upper != sympy.oo else None
+            # torch's int_oo claims is_finite; only a true integer is a bound
+            hi = int(upper) if isinstance(upper, int | sympy.Integer) else None
             ranges[symbols[s].name] = (max(int(vr.lower), 1), hi)
     return ranges
 
@@ -214,6 +215,13 @@ def from_exported_program(
     _placeholders(ep, cx, env)
     outputs = list(convert_graph(ep.graph, cx, env, b.name))
     specs = ep.graph_signature.output_specs
+    mutated = [s.target for s in specs if s.kind in (OutputKind.USER_INPUT_MUTATION, OutputKind.BUFFER_MUTATION)]
+    if mutated:
+        raise UnsupportedError(
+            f"{b.name} updates {', '.join(map(str, mutated))} in place; ember's compiled graphs are "
+            f"pure functions and would drop the update. Return the new value instead, or use "
+            f"torch.compile(model, backend='ember'), which copies such updates back"
+        )
     kept = [
         (out, s) for out, s in zip(outputs, specs, strict=True) if s.kind is OutputKind.USER_OUTPUT
     ]

@@ -26,6 +26,14 @@ __all__ = [
 _REDUCTIONS = ("none", "add", "mul", "max", "min")
 
 
+def _on_gpu() -> bool:
+    """Whether the op is being lowered for a GPU target (codegen lowers inside `with target`)."""
+    from tvm.target import Target
+
+    current = Target.current(allow_none=True)
+    return current is not None and "gpu" in current.keys
+
+
 def _check_indices(op: Op, indices: TensorType) -> None:
     if not indices.dtype.is_int:
         raise op.error(f"indices must be integers, got {indices}")
@@ -162,7 +170,9 @@ class ScatterElements(Op):
 
         axis = norm_axis(self.name, self.axis, len(x.shape))
         mode = "update" if self.reduction == "none" else self.reduction
-        return topi.scatter_elements(x, indices, updates, axis, mode)
+        # topi's generic version is one serial loop nest: GPU builds take its GPU kernel
+        scatter = topi.gpu.scatter_elements if _on_gpu() else topi.scatter_elements
+        return scatter(x, indices, updates, axis, mode)
 
 
 @register_op
@@ -272,7 +282,9 @@ class TopK(Op):
         from tvm import topi
 
         axis = norm_axis(self.name, self.axis, len(x.shape))
-        values, indices = topi.topk(
+        # topi's generic topk calls a CPU library function: GPU builds take topi's GPU sort
+        topk = topi.gpu.topk if _on_gpu() else topi.topk
+        values, indices = topk(
             x, self.k, axis, ret_type="both", is_ascend=not self.largest, dtype="int64"
         )
         return values, indices

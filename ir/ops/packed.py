@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-
 from ember.ir.op import Op, register_op
 from ember.ir.ops._shapes import dims_equal
 from ember.ir.types import TensorType
@@ -44,7 +43,9 @@ class PackedMatMul(Op):
 
     def infer(self, x: TensorType, packed: TensorType) -> TensorType:
         if x.rank < 2 or packed.rank != 3 or not packed.is_static:
-            raise self.error(f"expects x[..., M, K] and a static packed[N/panel, K, panel], got {x}, {packed}")
+            raise self.error(
+                f"expects x[..., M, K] and a static packed[N/panel, K, panel], got {x}, {packed}"
+            )
         if x.dtype != packed.dtype:
             raise self.error(f"dtypes differ: {x} @ {packed}; insert a cast")
         if not dims_equal(x.shape[-1], packed.shape[1]):

@@ -125,6 +125,20 @@ def test_symint_arguments_are_read_off_tensor_shapes(builds):
     assert len(builds) == 2
 
 
+def test_in_place_updates_of_inputs_are_copied_back():
+    def bump(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        x.add_(1)
+        y[0].mul_(2)
+        return x * y.sum()
+
+    compiled = torch.compile(bump, backend="ember")
+    x, y = torch.zeros(3), torch.ones(2, 2)
+    eager_x, eager_y = x.clone(), y.clone()
+    for _ in range(2):
+        torch.testing.assert_close(compiled(x, y), bump(eager_x, eager_y))
+        torch.testing.assert_close((x, y), (eager_x, eager_y))
+
+
 def test_dynamic_python_numbers_are_unsupported():
     def scale(x: torch.Tensor, n: int) -> torch.Tensor:
         return x * n + n

@@ -29,3 +29,15 @@ def test_constant_subgraph_is_evaluated():
 
 def test_large_results_are_not_folded():
     check_pass(fold_constants, before=_graph(False), expected=_graph(False), max_elements=4)
+
+
+def test_ops_with_symbolic_attributes_are_not_folded():
+    from ember.ir import sym
+    from ember.ir.ops import DimValues
+
+    b = Builder()
+    seq = sym("seq")
+    x = b.input((seq, 2), "float32", name="x")
+    b.output(x, b.emit(DimValues((seq, 2))))  # static output type, value known only at run time
+    g = b.build()
+    check_pass(fold_constants, before=g, expected=g)
