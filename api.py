@@ -119,10 +119,17 @@ class CompiledModel:
         self._lock = threading.Lock()
         self._is_onnx = _is_onnx(model)
         self._lazy = example_inputs is None and not self._is_onnx
+        self._specialized: dict[tuple[Any, ...], Program] | None = None
+        self._bound_names: tuple[str, ...] | None = None
         if self._is_onnx:
-            from ember.frontend.onnx import from_onnx
+            from ember.frontend.onnx import ConstantInputError, from_onnx, load_model
 
-            self._add(from_onnx(model), None)
+            self.model = load_model(model)
+            try:
+                self._add(from_onnx(self.model), None)
+            except ConstantInputError as err:  # a shape operand is an input: specialize per call
+                log.info("%s; compiling on each call for its values", err)
+                self._specialized = {}
         elif example_inputs is not None:
             self._compile_torch(tuple(example_inputs), dynamic)
 
@@ -156,8 +163,8 @@ class CompiledModel:
 
     def __call__(self, *args: Any) -> Any:
         if self._is_onnx:
-            program, _ = self._programs[0]
-            return [t.numpy() for t in program.run(args)]
+            program, arrays = self._onnx_program(args)
+            return [t.numpy() for t in program.run(arrays)]
         flat = _flatten(args)
         entry = self._select(flat)
         if entry is None and not self._lazy:
@@ -165,6 +172,30 @@ class CompiledModel:
         program, out_spec = entry or self._compile_on_call(args, flat)
         outputs = program.run(flat)
         return _restore(outputs, out_spec, as_torch=_is_torch(flat))
+
+    def _onnx_program(self, args: tuple[Any, ...]) -> tuple[Program, list[Any]]:
+        """The program for this call and its array inputs.
+
+        Inputs that the model uses as shapes (Reshape's shape, TopK's K, ...) are compiled in as
+        constants: each distinct set of their values gets its own build, as a guard.
+        """
+        if self._specialized is None:
+            return self._programs[0][0], list(args)
+        from ember.frontend.onnx import import_specialized, input_names
+
+        names = input_names(self.model)
+        if len(args) != len(names):
+            raise InputError(f"expected {len(names)} inputs ({', '.join(names)}), got {len(args)}")
+        values = {n: np.asarray(a) for n, a in zip(names, args, strict=True)}
+        bound = self._bound_names or ()
+        key = tuple((values[n].dtype.str, values[n].shape, values[n].tobytes()) for n in bound)
+        with self._lock:
+            if self._bound_names is None or key not in self._specialized:
+                graph, bound = import_specialized(self.model, values)
+                self._bound_names = bound
+                key = tuple((values[n].dtype.str, values[n].shape, values[n].tobytes()) for n in bound)
+                self._specialized[key] = self._add(graph, None)[0]
+        return self._specialized[key], [values[n] for n in names if n not in bound]
 
     def _select(self, flat: list[Any]) -> tuple[Program, Any] | None:
         for entry in self._programs:

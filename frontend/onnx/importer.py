@@ -27,7 +27,7 @@ def from_onnx(model: Any) -> Graph:
     Raises UnsupportedError listing every op type without a converter, and InputError for a
     file that is not a readable ONNX model.
     """
-    proto = _upgrade(_load(model))
+    proto = _upgrade(load_model(model))
     graph = proto.graph
     opset = next((o.version for o in proto.opset_import if o.domain in _ONNX_DOMAINS), _MIN_OPSET)
     _check_supported(graph, opset)
@@ -44,7 +44,8 @@ def from_onnx(model: Any) -> Graph:
     return ctx.b.build()
 
 
-def _load(model: Any) -> Any:
+def load_model(model: Any) -> Any:
+    """The ModelProto for a ModelProto or a path; InputError for an unreadable file."""
     import onnx
 
     if isinstance(model, onnx.ModelProto):
