@@ -36,7 +36,7 @@ _NVCC_TIMEOUT_S = 900
 
 
 def emit_source(built: Any, target: str | dict[str, Any], out_dir: str | Path) -> list[Path]:
-    """Write the device code of `built` (a BuildResult or a Relax executable) into `out_dir`.
+    """Write the device code of `built` (a BuildResult, Relax executable or loaded module).
 
     CUDA also compiles the source with nvcc to PTX and a cubin for `target["arch"]`; ROCm checks
     that the code object is an AMDGPU ELF. Returns the written paths.
@@ -48,7 +48,7 @@ def emit_source(built: Any, target: str | dict[str, Any], out_dir: str | Path) -
             f"target {spec} has no device code: emit_source takes cuda, rocm or opencl"
         )
     executable = getattr(built, "executable", built)
-    modules = _device_modules(executable.mod, _DEVICE_KINDS[kind], None)
+    modules = _device_modules(getattr(executable, "mod", executable), _DEVICE_KINDS[kind], None)
     if not modules:
         raise CodegenError(
             f"the executable holds no {kind} device module; was it built for {spec}?"

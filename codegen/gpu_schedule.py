@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 def schedule_gpu(mod: Any, rules: Sequence[Any], target: Any) -> Any:
-    """`mod` with every unscheduled PrimFunc scheduled for the GPU `target` (a tvm Target)."""
+    """`mod` (updated in place) with every unscheduled PrimFunc scheduled for the GPU `target`."""
     from tvm import tirx
 
     scheduled = {}

@@ -59,8 +59,9 @@ def check_on_pocl(g: Graph, *, seed: int = 0) -> list[KernelCheck]:
             arrays = _random_arguments(gvar.name_hint, func, rng)
             want = _run_llvm(_function(reference, gvar.name_hint), arrays)
             got, launched = _run_opencl(func, arrays, queue)
-            checks.append(KernelCheck(gvar.name_hint, launched, _max_error(got, want)))
-            log.info("%s: %d kernels, max error %.3g", *vars(checks[-1]).values())
+            error = _max_error(got, want)
+            log.info("%s: %d kernels, max error %.3g", gvar.name_hint, launched, error)
+            checks.append(KernelCheck(gvar.name_hint, launched, error))
     return checks
 
 
@@ -154,7 +155,6 @@ class _Buffers:
         import pyopencl as cl
 
         self.queue = queue
-        self.params = len(params)
         # symbolic element offsets of parameters (topi's GPU sort leaves them free): ours are 0
         self.offsets = {str(p.elem_offset) for p in params if not hasattr(p.elem_offset, "value")}
         self.claimed: set[int] = set()
@@ -168,14 +168,10 @@ class _Buffers:
         for known, memory in self.memory:
             if known.same_as(var):
                 return memory
-        # TVM's FlattenBuffer views a parameter through a copy of its variable (same name, shape
-        # and dtype), not the parameter itself; parameters alike in all three (FuseTIR can name
-        # two `lv`) are viewed in parameter order, so each such view takes the next one
-        alike = [
-            i
-            for i, (known, _) in enumerate(self.memory[: self.params])
-            if _same_signature(known, var)
-        ]
+        # TVM's FlattenBuffer views a buffer through a copy of its variable (same name, dtype and
+        # size), not the variable itself; buffers alike in all three (FuseTIR can name two
+        # parameters `lv`) are viewed in declaration order, so each such view takes the next one
+        alike = [i for i, (known, _) in enumerate(self.memory) if _same_signature(known, var)]
         unclaimed = [i for i in alike if i not in self.claimed] or alike
         if not unclaimed:
             raise CodegenError(f"kernel argument {var} is no buffer the host function declared")

@@ -128,19 +128,19 @@ def test_rocm_builds_amdgpu_code_objects(mlp, tmp_path: Path, mcpu: str, mach: i
     paths = emit_source(build(mlp, target), target, tmp_path)
     assert [p.name for p in paths] == ["kernels.ll", "kernels.s", "kernels.hsaco"]
     ir, assembly, code = paths[0].read_text(), paths[1].read_text(), paths[2].read_bytes()
-    assert (
-        f'.amdgcn_target "amdgcn-amd-amdhsa--{mcpu}' in assembly or mcpu in assembly.splitlines()[0]
-    )
+    assert assembly.startswith(f'\t.amdgcn_target "amdgcn-amd-amdhsa-hcc-{mcpu}"')
     assert elf_machine(code) == EM_AMDGPU
     assert struct.unpack("<I", code[48:52])[0] & 0xFF == mach  # EF_AMDGPU_MACH
-    kernels = _kernel_names(ir, r"define (?:dso_local )?amdgpu_kernel void @(\w+)\(")
-    assert len(kernels) >= 3 and all(name.encode() in code for name in kernels)
+    kernels = _kernel_names(ir, r"define \w+ amdgpu_kernel void @(\w+)\(")
+    assert len(kernels) >= 3
+    assert all(name.encode() in code for name in kernels)
 
 
 def test_opencl_source_is_emitted(mlp, tmp_path: Path):
     target = {"kind": "opencl"}
     [path] = emit_source(build(mlp, target), target, tmp_path)
-    assert path.name == "kernels.cl" and "__kernel void" in path.read_text()
+    assert path.name == "kernels.cl"
+    assert "__kernel void" in path.read_text()
 
 
 def test_emit_source_needs_a_gpu_target_and_an_arch(mlp, tmp_path: Path):
@@ -149,7 +149,9 @@ def test_emit_source_needs_a_gpu_target_and_an_arch(mlp, tmp_path: Path):
     ):
         emit_source(build(mlp, "llvm"), "llvm", tmp_path)
     built = build(mlp, {"kind": "cuda"})
-    with pytest.raises(CodegenError, match='names no GPU arch: add one, e.g. {"arch": "sm_90"}'):
+    with pytest.raises(
+        CodegenError, match=re.escape('names no GPU arch: add one, e.g. {"arch": "sm_90"}')
+    ):
         emit_source(built, {"kind": "cuda"}, tmp_path)
 
 
@@ -204,13 +206,14 @@ def test_unschedulable_function_is_named(mlp, monkeypatch):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(gpu_schedule, "_serial", fail)
-    with pytest.raises(
-        CodegenError, match="no GPU schedule could bind the loops of fused function 'softmax'"
-    ):
+    with pytest.raises(CodegenError, match=r"fused function '\w+' to GPU threads:\n  serial: boom"):
         build(mlp, {"kind": "cuda", "arch": "sm_90"})
 
 
-_NO_CUDA = "this model was built for cuda (sm_90) but no CUDA device is present; compile with --target llvm"
+_NO_CUDA = (
+    "this model was built for cuda (sm_90) but no CUDA device is present; compile with --target "
+    "llvm to run on this CPU, or copy the .so to a machine with that GPU"
+)
 
 
 def test_running_a_gpu_build_without_the_gpu_is_a_clear_error(mlp):
@@ -224,7 +227,9 @@ def test_running_a_gpu_build_without_the_gpu_is_a_clear_error(mlp):
     executable = build(mlp, target).executable
     with pytest.raises(EmberError, match=re.escape(_NO_CUDA)):
         Executor(executable, target=target)
-    with pytest.raises(EmberError, match="or copy the .so to a machine with that GPU"):
+    with pytest.raises(
+        EmberError, match=r"built for cuda but .* copy the \.so to a machine with that GPU"
+    ):
         Executor(executable)
     with pytest.raises(EmberError, match=r"built for cuda \(sm_90\) and cannot run on cpu"):
         Executor(executable, "cpu", target=target)
