@@ -26,6 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _harness import Row, compare, environment, print_table, write_jsonl
+
 from ember.ir import Builder, Graph, ops
 
 Inputs = list[np.ndarray]
@@ -166,6 +167,7 @@ def run_case(case: Case, *, repeat: int, budget_s: float) -> Row:
     """Build, check and time every implementation of one case."""
     import torch
     import tvm
+
     from ember.codegen.build import build
     from ember.runtime import Executor
 

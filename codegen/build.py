@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import tvm
+from tvm import relax
+
 from ember.codegen.cpu_matmul import panel_width
 from ember.codegen.fast_math import fast_math as use_fast_math
 from ember.codegen.gpu_schedule import schedule_gpu
@@ -19,7 +21,6 @@ from ember.codegen.schedule import default_schedule_rules
 from ember.codegen.target import resolve_target
 from ember.errors import CodegenError
 from ember.ir import Graph
-from tvm import relax
 
 __all__ = ["BuildResult", "build", "fuse"]
 

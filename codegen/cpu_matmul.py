@@ -3,29 +3,29 @@
 The one reduction block, `C[s, i, j] += A[s, i, k] * B[s, k, j]` in any layout and with any batch
 broadcast, is normalized to those three 3-D buffers (batch dims of A alone fold into i). Then:
 
-    parallel for tile in (s, row blocks, j-tiles, i-tiles of the block):
+    parallel for tile in (s, j-tiles, i-tiles):       # i innermost: the B panel stays in cache
         acc[mr, nr] = 0                                # registers: mr x nr/lanes vectors
         for k: for ii (unrolled): for jj (vectorized): acc[ii, jj] += A[i, k] * B[k, j]
         C[i, j] = epilogue(acc)                        # bias, activation, residual, cast
 
-i-tiles run innermost so the B panel stays in cache; a large A is cut into row blocks that stay
-in L2 while B's panels pass. B is read in place when j is its contiguous axis or when it comes
-packed in [j / nr, k, nr] panels (`packed_matmul`: codegen packs constant weights at compile
-time); otherwise (`x @ w.T`, `q @ k.T`) it is first copied to [s, k, j] or packed panels, which
-costs one pass over B against M passes in the kernel.
+B is read in place when j is its contiguous axis or when it comes packed in [j / nr, k, nr]
+panels (`packed_matmul`: codegen packs constant weights once, at compile time); otherwise
+(`x @ w.T`, `q @ k.T`) it is first copied to [s, k, j] or packed panels, which costs one pass
+over B against M passes in the kernel.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ember.codegen.cpu_elementwise import schedule_spatial_block
-from ember.codegen.cpu_rule import CPURule, extent, vector_lanes
 from tvm import s_tir, tirx
 from tvm.s_tir.dlight.analysis import get_root_block
 from tvm.s_tir.dlight.gpu.matmul import IterKind, IterTrait, make_iter_fusion_index_map
 from tvm.target import Target
 from tvm.tirx.analysis import undefined_vars
+
+from ember.codegen.cpu_elementwise import schedule_spatial_block
+from ember.codegen.cpu_rule import CPURule, extent, vector_lanes
 
 __all__ = ["Matmul", "matmul_traits", "panel_width"]
 
@@ -37,11 +37,6 @@ NR_VECTORS = 2
 # B is packed into [s, j / nr, k, nr] panels when it is reused by at least this many rows: a
 # strided panel thrashes L1 (rows 4 KiB apart share cache sets), a packed one streams.
 PACK_MIN_ROWS = 16
-# Accumulator vectors of a wide tile (few rows, B read in place: GEMV-shaped products).
-WIDE_VECTORS = 16
-# Bytes of A per row block: the block stays in L2 (2 MiB per core here) while B's panels pass
-# (4096x1024 @ 1024x1024: 137 => 114 ms single-threaded; no change while A fits in L2).
-ROW_BLOCK_BYTES = 1 << 20
 
 
 class Matmul(CPURule):
@@ -79,10 +74,9 @@ class Matmul(CPURule):
             c_copy, ("read", 0), make_iter_fusion_index_map(c_traits, [_S, _I, _J])
         )
         sch.transform_block_layout(main, make_iter_fusion_index_map(block_traits, [_S, _I, _J, _K]))
-        in_place = panel is None and b_contiguous and not _worth_packing(sch, main)
-        mr, nr = _tile_shape(sch, main, lanes, panel, wide=in_place)
+        mr, nr = _tile_shape(sch, main, lanes, panel)
         ragged_i, ragged_j = _ragged(sch, main, mr, nr)
-        pack = ragged_j or not (in_place or (panel is not None and b_contiguous))
+        pack = ragged_j or not b_contiguous or (panel is None and _worth_packing(sch, main))
         if ragged_i or ragged_j:
             # tiles never straddle the edge: no masks in the kernel, and the epilogue fold below
             # sees whole tiles (folding it into a predicated store loses the column bound)
@@ -196,25 +190,21 @@ def _is_one(x: Any) -> bool:
     return isinstance(x, tirx.IntImm) and x.value == 1
 
 
-def _tile_shape(
-    sch: s_tir.Schedule, main: Any, lanes: int, panel: int | None, *, wide: bool
-) -> tuple[int, int]:
+def _tile_shape(sch: s_tir.Schedule, main: Any, lanes: int, panel: int | None) -> tuple[int, int]:
     """Register tile (mr rows, nr columns): MR x NR_VECTORS vectors, shrunk to a small static
-    M or N, and to fewer vectors when those divide N (no padding needed). A packed B's panel
-    width is the tile width when it divides N. A `wide` tile (few rows, B read in place) spends
-    the registers on columns: each k then reads a longer run of B's row."""
+    M or N, and to one vector when that divides N and two do not (no padding needed). A packed
+    B's panel width is the tile width when it divides N."""
     _, i, j, _ = sch.get_loops(main)
     m, n = extent(sch, i), extent(sch, j)
     mr = min(m, MR) if isinstance(m, int) else MR
     if panel is not None and isinstance(n, int) and n % panel == 0:
         return mr, panel
-    vectors = max(NR_VECTORS, WIDE_VECTORS // mr) if wide else NR_VECTORS
-    nr = lanes * vectors
+    nr = lanes * NR_VECTORS
     if isinstance(n, int):
         if n <= nr:
             nr = n
         elif n % nr != 0 and n % lanes == 0:
-            nr = lanes * max(v for v in range(1, vectors + 1) if (n // lanes) % v == 0)
+            nr = lanes
     return mr, nr
 
 
@@ -230,38 +220,16 @@ def _worth_packing(sch: s_tir.Schedule, main: Any) -> bool:
 
 
 def _tile(sch: s_tir.Schedule, main: Any, mr: int, nr: int, lanes: int) -> Any:
-    """Split [s, i, j, k] into (parallel tile loop, k, mr, nr); returns the tile loop.
-
-    Tiles run row block by row block, each block's rows innermost: the B panel stays in L1
-    across a block's rows, and the block's rows of A (ROW_BLOCK_BYTES) stay in L2 across panels.
-    """
+    """Split [s, i, j, k] into (parallel tile loop, k, mr, nr); returns the tile loop."""
     s, i, j, k = sch.get_loops(main)
     io, ii = sch.split(i, [None, mr])
     jo, ji = sch.split(j, [None, nr])
-    block = _row_block(extent(sch, io), extent(sch, k), mr)
-    if block > 1:
-        ib, io = sch.split(io, [None, block])
-        sch.reorder(s, ib, jo, io, k, ii, ji)
-        tile = sch.fuse(s, ib, jo, io)
-    else:
-        sch.reorder(s, jo, io, k, ii, ji)
-        tile = sch.fuse(s, jo, io)
+    sch.reorder(s, jo, io, k, ii, ji)
+    tile = sch.fuse(s, jo, io)
     sch.parallel(tile)
     sch.unroll(ii)
     _vectorize_loop(sch, ji, lanes)
     return tile
-
-
-def _row_block(row_tiles: int | Any, depth: int | Any, mr: int) -> int:
-    """Row tiles per row block: the largest divisor of `row_tiles` whose rows of A fit in
-    ROW_BLOCK_BYTES; 1 (no blocking) when A fits whole or the sizes are symbolic."""
-    if not isinstance(row_tiles, int) or not isinstance(depth, int):
-        return 1
-    limit = max(1, ROW_BLOCK_BYTES // (mr * 4 * depth))  # float32 A (or narrower: blocks fit)
-    if row_tiles <= limit:
-        return 1
-    block = next(b for b in range(limit, 0, -1) if row_tiles % b == 0)
-    return block if block * 4 >= limit else 1  # tiny blocks would reread B too often
 
 
 def _vectorize_loop(sch: s_tir.Schedule, loop: Any, lanes: int) -> None:

@@ -13,6 +13,7 @@ pads (and copies) the packed operand.
 from __future__ import annotations
 
 import numpy as np
+
 from ember.ir import Builder, Graph, Node, Value, rewrite
 from ember.ir.ops import MatMul, PackedMatMul, Transpose, pack_panels
 from ember.ir.types import DType

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import tvm
 import tvm_ffi
+from tvm import s_tir, te, tirx
+
 from ember.codegen.build import build, fuse
 from ember.codegen.fast_math import fast_math
 from ember.codegen.lower import to_relax
@@ -19,8 +21,6 @@ from ember.codegen.target import host_cpu
 from ember.ir import Builder, interpret
 from ember.ir.ops import Add, Exp, Gelu, Mul, Sigmoid, Silu, Softmax, Tanh
 from ember.runtime import Executor
-from tvm import s_tir, te, tirx
-
 from tests.helpers import assert_close
 
 LANES = 16

@@ -1,15 +1,16 @@
 """Packed weights: matmul(x, const w) becomes packed_matmul over w packed once at compile time,
 the CPU Matmul schedule reads the panels in place, and results match the reference (symbolic
-and odd M, fused epilogues, row blocks); GPU builds keep the plain matmul."""
+and odd M, fused epilogues); GPU builds keep the plain matmul."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import tvm
+
 from ember.codegen import build as build_module
 from ember.codegen.build import build, fuse
-from ember.codegen.cpu_matmul import Matmul, _row_block
+from ember.codegen.cpu_matmul import Matmul
 from ember.codegen.lower import to_relax
 from ember.codegen.pack_weights import pack_matmul_weights
 from ember.codegen.target import host_cpu
@@ -24,7 +25,6 @@ from ember.ir.ops import (
     unpack_panels,
 )
 from ember.runtime import Executor
-
 from tests.helpers import assert_close
 
 PANEL = 32
@@ -115,13 +115,6 @@ def test_matmul_reads_the_panels_in_place(rng):
     assert sch is not None
     blocks = {sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))}
     assert blocks == {"matmul_init", "matmul_update", "matmul_intermediate_reindex_local"}
-
-
-def test_row_blocks_keep_a_in_l2():
-    assert _row_block(128, 512, 8) == 64  # 64 tiles x 8 rows x 512 x 4 B = 1 MiB
-    assert _row_block(16, 512, 8) == 1  # A fits whole
-    assert _row_block(sym("m"), 512, 8) == 1
-    assert _row_block(127, 512, 8) == 1  # prime: blocks of one tile would reread B
 
 
 def test_gpu_builds_keep_plain_matmul(rng, monkeypatch):
