@@ -9,8 +9,8 @@ from typing import Any
 
 import sympy
 import torch
-from ember.errors import EmberError
-from ember.frontend.torch.importer import TorchImport, from_exported_program
+from ember.errors import EmberError, UnsupportedError
+from ember.frontend.torch.importer import TorchImport, from_exported_program, mutated_targets
 
 __all__ = ["KEEP_WHOLE", "ExportError", "decompose", "import_module"]
 
@@ -132,6 +132,13 @@ def import_module(
     shapes = _dynamic_shapes(dynamic, names, inputs) if dynamic else None
     with torch.no_grad():
         ep = decompose(_export(module, inputs, shapes, name))
+    mutated = mutated_targets(ep)
+    if mutated:
+        raise UnsupportedError(
+            f"{name} updates {', '.join(mutated)} in place; an ember.compile'd model is a pure "
+            f"function and would drop the update. Return the new value instead, or use "
+            f"torch.compile(model, backend='ember'), which copies such updates back"
+        )
     return from_exported_program(ep, name=name, symbol_names=_user_symbols(ep, dynamic, names))
 
 

@@ -206,7 +206,8 @@ def from_exported_program(
     """Import an ExportedProgram (aten-level; decompose it first for fewer distinct ops).
 
     Parameters and buffers become constants, user inputs become graph inputs; SymInt dims become
-    symbols named as torch names them, or by `symbol_names` ({"s77": "batch"}).
+    symbols named as torch names them, or by `symbol_names` ({"s77": "batch"}). In-place updates
+    of inputs and buffers are not outputs of the imported graph (see `mutated_targets`).
     """
     symbols = _symbol_map(ep, symbol_names or {})
     b = Builder(name or "main")
@@ -215,19 +216,18 @@ def from_exported_program(
     _placeholders(ep, cx, env)
     outputs = list(convert_graph(ep.graph, cx, env, b.name))
     specs = ep.graph_signature.output_specs
-    mutated = [s.target for s in specs if s.kind in (OutputKind.USER_INPUT_MUTATION, OutputKind.BUFFER_MUTATION)]
-    if mutated:
-        raise UnsupportedError(
-            f"{b.name} updates {', '.join(map(str, mutated))} in place; ember's compiled graphs are "
-            f"pure functions and would drop the update. Return the new value instead, or use "
-            f"torch.compile(model, backend='ember'), which copies such updates back"
-        )
     kept = [
         (out, s) for out, s in zip(outputs, specs, strict=True) if s.kind is OutputKind.USER_OUTPUT
     ]
     _emit_outputs(cx, env, [out for out, _ in kept], [getattr(s.arg, "name", "") for _, s in kept])
     graph = b.build(_symbol_ranges(ep, symbols))
     return TorchImport(graph, ep.call_spec.out_spec, ep.call_spec.in_spec)
+
+
+def mutated_targets(ep: torch.export.ExportedProgram) -> list[str]:
+    """The inputs and buffers `ep` updates in place (dropped by `from_exported_program`)."""
+    kinds = (OutputKind.USER_INPUT_MUTATION, OutputKind.BUFFER_MUTATION)
+    return [str(s.target) for s in ep.graph_signature.output_specs if s.kind in kinds]
 
 
 def _emit_outputs(cx: Context, env: dict, outputs: list[Any], names: list[str]) -> None:

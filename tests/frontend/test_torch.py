@@ -236,3 +236,17 @@ def test_from_exported_program_and_from_fx():
     traced = torch.fx.symbolic_trace(model)
     got = interpret(from_fx(traced, (x,)).graph, x.numpy())
     assert_rel_close(got[0], want)
+
+
+def test_in_place_updates_are_refused_with_a_fix():
+    class Counter(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("seen", torch.zeros(()))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.seen.add_(1)
+            return x * 2
+
+    with pytest.raises(UnsupportedError, match=r"Counter updates seen in place; .* Return the new value"):
+        import_module(Counter(), (torch.ones(2),))
