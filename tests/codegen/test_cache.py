@@ -119,10 +119,14 @@ def _truncate(entry: Path) -> None:
 
 
 def _flip_a_byte(entry: Path) -> None:
+    # write a new file and rename it over the old one, as disk corruption would look to a new
+    # process: rewriting the inode in place would corrupt the pages this process has mapped
     library = _library(entry)
     data = bytearray(library.read_bytes())
     data[len(data) // 2] ^= 0xFF
-    library.write_bytes(bytes(data))
+    damaged = library.with_suffix(".damaged")
+    damaged.write_bytes(bytes(data))
+    damaged.replace(library)
 
 
 def _garble_sidecar(entry: Path) -> None:
