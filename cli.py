@@ -1,4 +1,4 @@
-"""The `ember` command line: compile, run, inspect and bench (see docs/cli.md).
+"""The `ember` command line: compile, run, inspect, bench and db (see docs/cli.md).
 
 Glue only: each subcommand calls into model_files/passes/codegen/runtime and prints. Errors are
 one line plus a hint on stderr; exit code 2 for usage errors, 1 for model errors.
@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from ember.cli_db import add_db_commands
+from ember.cli_tune import add_tune_arguments, tune_command
 from ember.errors import EmberError, UsageError
 
 __all__ = ["main"]
@@ -26,6 +28,8 @@ _EXAMPLES = {
     "run": "ember run model.so -i inputs.npz -o outputs.npz --repeat 20 --profile",
     "inspect": "ember inspect model.so --ir",
     "bench": "ember bench model.onnx --baselines onnxruntime --repeat 20",
+    "tune": "ember tune model.onnx --trials 256 --tuning-records tuning.db --log tune.json\n"
+    "  ember compile model.onnx --tuning-records tuning.db",
 }
 
 
@@ -33,6 +37,7 @@ _HINTS = {
     "InputError": "`ember inspect MODEL` shows the inputs a model expects",
     "ArtifactError": "create the library again with `ember compile`",
     "UnsupportedError": "see docs/adding-an-op.md",
+    "TuningError": "`ember db stats` shows what a tuning database holds",
     "EmberError": "rerun with `ember -v` for a traceback",
 }
 
@@ -56,7 +61,12 @@ def _compile(args: argparse.Namespace) -> int:
         args.model, parse_input_shapes(args.input_shapes), parse_dynamic(args.dynamic)
     )
     optimized, times = run_pipeline(source.graph, names, dump_dir=args.dump_ir)
-    result = build(optimized, args.target)
+    database = None
+    if args.tuning_records:
+        from ember.autotune.records import schedule_database
+
+        database = schedule_database(args.tuning_records, args.target)
+    result = build(optimized, args.target, database=database)
     output = args.output or f"{Path(args.model.rpartition(':')[2]).stem}.so"
     path = export_library(result.executable, graph_metadata(optimized, result.target), output)
     print(f"wrote {path} ({path.stat().st_size:,} bytes) for target {result.target['kind']}")
@@ -311,6 +321,9 @@ def _parser() -> _Parser:
         metavar="DIR",
         help="write the VM bytecode and kernel source (LLVM IR, asm, CUDA) into DIR",
     )
+    p.add_argument(
+        "--tuning-records", metavar="DB", help="apply tuned schedules from `ember tune`'s database"
+    )
     p.set_defaults(handler=_compile)
 
     p = command(
@@ -362,6 +375,12 @@ def _parser() -> _Parser:
         "--number", type=_positive, default=1, help="runs averaged per sample (default 1)"
     )
     p.set_defaults(handler=_bench)
+    add_db_commands(sub)
+
+    p = command("tune", "tune a model's kernels with MetaSchedule into a tuning database")
+    _add_model_options(p)
+    add_tune_arguments(p)
+    p.set_defaults(handler=tune_command)
     return parser
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["cache_dir", "cache_enabled", "dump_ir_dir", "verify_each_pass"]
+__all__ = ["cache_dir", "cache_enabled", "dump_ir_dir", "tuning_db_path", "verify_each_pass"]
 
 
 def dump_ir_dir() -> str | None:
@@ -31,3 +31,9 @@ def cache_dir() -> Path:
         return Path(explicit).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "ember"
+
+
+def tuning_db_path() -> str:
+    """EMBER_TUNING_DB (a file path, sqlite:///path or postgresql://...), else
+    tuning.db in `cache_dir()`."""
+    return os.environ.get("EMBER_TUNING_DB") or str(cache_dir() / "tuning.db")

@@ -3,12 +3,13 @@
 #   lld-19, rocm-device-libs   link ROCm (AMDGPU) code objects; Debian 12's plain `lld` (14) is too old
 #   pocl-opencl-icd, ocl-icd   run the OpenCL kernels of GPU schedules on this CPU (PoCL)
 #   pyopencl (PyPI)            drives PoCL from the tests
+#   postgresql                 a real server for the tuning-database tests (they start their own)
 # nvcc is not a Debian package here: the CUDA toolkit comes with the machine (/usr/local/cuda-*);
 # without it the CUDA tests skip. Idempotent: installs only what is missing.
 set -euo pipefail
 
 PYTHON=${PYTHON:-python3}
-PACKAGES=(lld-19 rocm-device-libs pocl-opencl-icd ocl-icd-libopencl1)
+PACKAGES=(lld-19 rocm-device-libs pocl-opencl-icd ocl-icd-libopencl1 postgresql)
 
 missing=()
 for package in "${PACKAGES[@]}"; do

@@ -1,0 +1,206 @@
+"""The tuning flow: tasks from ember's fused module, MetaSchedule search with the in-process
+builder/runner, records in a TuningDatabase, and builds that apply them (falling back to the
+default schedules for kernels without records); resume; remote measurement through a real RPC
+tracker and server on loopback; the `ember tune` command line."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ember.autotune.database import TuningDatabase
+from ember.autotune.measure import Tracker
+from ember.autotune.records import schedule_database
+from ember.autotune.tasks import extract_tasks, fused_module
+from ember.autotune.tune import tune
+from ember.codegen.build import build
+from ember.codegen.target import resolve_target
+from ember.errors import TuningError
+from ember.ir import Builder, Graph, sym
+from ember.ir.ops import Add, Exp, MatMul
+from ember.runtime import Executor
+
+pytest.importorskip("xgboost")
+
+N = 64
+TRIALS = 16
+
+
+def _linear(rng: np.random.Generator, rows: object = 32, *, extra: bool = False) -> Graph:
+    """x @ W + b (one fused kernel); `extra` adds exp(x) as a second output (another kernel)."""
+    b = Builder()
+    x = b.input((rows, N), "float32", "x")
+    w = b.const(rng.standard_normal((N, N)).astype(np.float32))
+    bias = b.const(rng.standard_normal(N).astype(np.float32))
+    b.output(b.emit(Add(), b.emit(MatMul(), x, w), bias))
+    if extra:
+        b.output(b.emit(Exp(), x))
+    return b.build()
+
+
+def _run(g: Graph, database: object, x: np.ndarray) -> list[np.ndarray]:
+    executor = Executor(build(g, "llvm", database=database).executable)
+    return [t.numpy() for t in executor.run([x])]
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Graph, Path, object]]:
+    """The linear graph tuned for TRIALS trials into a fresh SQLite database."""
+    path = tmp_path_factory.mktemp("tune") / "records.db"
+    g = _linear(np.random.default_rng(0))
+    with TuningDatabase.open(path) as db:
+        report = tune(g, "llvm", trials=TRIALS, database=schedule_database(db, "llvm"))
+    yield g, path, report
+
+
+def test_tuning_stores_records_that_builds_apply(tuned):
+    g, path, report = tuned
+    (task,) = report.tasks
+    assert task.trials == TRIALS and not task.skipped
+    assert task.default_ms is not None and task.tuned_ms is not None and task.gflops
+    with TuningDatabase.open(path) as db:
+        database = schedule_database(db, "llvm")
+        # the kernel build() sees has the tuned workload's hash: the pass marks it scheduled
+        import tvm
+        from tvm import relax
+
+        mod = fused_module(g, resolve_target("llvm"))
+        with tvm.target.Target(resolve_target("llvm")), database:
+            applied = relax.transform.MetaScheduleApplyDatabase()(mod)
+        kernels = [f for gv, f in applied.functions_items() if gv.name_hint != "main"]
+        assert all(f.attrs.get("tirx.is_scheduled", False) for f in kernels)
+        x = np.random.default_rng(1).standard_normal((32, N)).astype(np.float32)
+        (out,) = _run(g, database, x)
+    w, bias = (np.asarray(a) for a in g.consts.values())
+    np.testing.assert_allclose(out, x @ w + bias, rtol=1e-4, atol=1e-4)
+
+
+def test_compile_applies_tuning_records(tuned):
+    import ember
+    from ember.api import compile_graph
+
+    g, path, _ = tuned
+    program = compile_graph(g, "llvm", tuning_records=str(path))
+    x = np.random.default_rng(2).standard_normal((32, N)).astype(np.float32)
+    (out,) = [t.numpy() for t in program.run([x])]
+    w, bias = (np.asarray(a) for a in g.consts.values())
+    np.testing.assert_allclose(out, x @ w + bias, rtol=1e-4, atol=1e-4)
+    assert "tuning_records" in ember.compile.__doc__
+
+
+def test_resume_skips_tasks_tuned_to_budget(tuned):
+    g, path, _ = tuned
+    start = time.perf_counter()
+    with TuningDatabase.open(path) as db:
+        report = tune(g, "llvm", trials=TRIALS, database=schedule_database(db, "llvm"))
+    (task,) = report.tasks
+    assert task.skipped and task.trials == 0 and task.total_trials == TRIALS
+    assert time.perf_counter() - start < 30  # no search: only the re-measurement
+
+
+def test_kernels_without_records_fall_back_to_default_schedules(tuned):
+    _, path, _ = tuned
+    g = _linear(np.random.default_rng(0), extra=True)  # same linear kernel + an untuned exp
+    x = np.random.default_rng(3).standard_normal((32, N)).astype(np.float32)
+    with TuningDatabase.open(path) as db:
+        out, e = _run(g, schedule_database(db, "llvm"), x)
+    np.testing.assert_allclose(e, np.exp(x), rtol=1e-5)
+    assert out.shape == (32, N)
+
+
+def test_symbolic_kernels_are_tuned_at_a_representative_size(rng):
+    g = _linear(rng, sym("n"))
+    (task,) = extract_tasks(g, "llvm")
+    assert task.symbolic is not None and task.hints == (("n", 128),)
+    assert "T.int64(128)" in task.mod.script()
+
+
+def test_gpu_tuning_needs_a_remote_device(rng):
+    from tvm.s_tir import meta_schedule as ms
+
+    with pytest.raises(TuningError, match="pass --rpc-tracker HOST:PORT --rpc-key KEY"):
+        tune(_linear(rng), "cuda", trials=4, database=ms.database.MemoryDatabase())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def rpc_device() -> Iterator[Tracker]:
+    """A real `tvm.exec.rpc_tracker` and `rpc_server` on loopback, stopped after the test."""
+    port = _free_port()
+    tracker = subprocess.Popen(
+        [sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1", "--port", str(port)]
+    )
+    server = None
+    try:
+        _wait_for_port(port)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "tvm.exec.rpc_server", "--host", "127.0.0.1",
+             "--tracker", f"127.0.0.1:{port}", "--key", "ember-test"]  # fmt: skip
+        )
+        _wait_for_server(port, "ember-test")
+        yield Tracker("127.0.0.1", port, "ember-test")
+    finally:
+        for process in (server, tracker):
+            if process is not None:
+                process.terminate()
+                process.wait(timeout=30)
+
+
+def _wait_for_port(port: int) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"RPC tracker did not listen on {port}")
+
+
+def _wait_for_server(port: int, key: str) -> None:
+    from tvm import rpc
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        summary = rpc.connect_tracker("127.0.0.1", port).summary()
+        if any(key in str(queue) for queue in summary.get("server_info", [])):
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"no RPC server registered {key!r} with the tracker")
+
+
+@pytest.mark.slow
+def test_remote_measurement_through_rpc_tracker(rpc_device, rng):
+    from tvm.s_tir import meta_schedule as ms
+
+    database = ms.database.MemoryDatabase()
+    report = tune(_linear(rng), "llvm", trials=2, database=database, tracker=rpc_device)
+    (task,) = report.tasks
+    assert task.trials >= 1 and task.tuned_ms is not None and task.default_ms is not None
+
+
+@pytest.mark.slow
+def test_cli_tune_round_trip(tmp_path):
+    from ember.cli import main
+
+    records, log = tmp_path / "records.db", tmp_path / "tune.json"
+    model = "tests.cli.tiny_models:mlp"
+    assert main(["tune", model, "--trials", "4", "--tuning-records", str(records),
+                 "--cost-model", "random", "--log", str(log)]) == 0  # fmt: skip
+    report = json.loads(log.read_text())
+    assert report["tasks"] and sum(t["trials"] for t in report["tasks"]) >= 1
+    assert main(["compile", model, "--tuning-records", str(records),
+                 "-o", str(tmp_path / "mlp.so")]) == 0  # fmt: skip
+    assert (tmp_path / "mlp.so").exists()
