@@ -2,9 +2,10 @@
 PYTHON ?= python3
 STAMP := .venv-ready
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml .ci/install-system-deps.sh
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	$(PYTHON) -m pip install --quiet -e ".[dev]"
+	PYTHON=$(PYTHON) bash .ci/install-system-deps.sh  # lld-19, PoCL, PostgreSQL for the tests
 	touch $(STAMP)
 
 .PHONY: install demo test test-all

@@ -3,10 +3,11 @@ lazy compiles, symbolic dims without recompiling, and clear errors for bad calls
 
 from __future__ import annotations
 
-import ember
 import numpy as np
 import pytest
 import torch
+
+import ember
 from ember.errors import EmberError, InputError
 
 

@@ -14,9 +14,9 @@ transformers = pytest.importorskip("transformers")
 
 from ember.frontend.torch import import_module  # noqa: E402
 from ember.ir import interpret, sym  # noqa: E402
-
 from examples.zoo import ZOO, build  # noqa: E402
 from tests.helpers import assert_rel_close  # noqa: E402
+
 
 def _model(name: str) -> Any:
     return build(name)[0]
@@ -67,15 +67,7 @@ def test_dynamic_batch_and_sequence(name: str):
         assert_rel_close(interpret(imported.graph, ids.numpy())[0], _eager(model, ids))
 
 
-def _compiled_cases() -> list[Any]:
-    cases = []
-    for name in ZOO:
-        marks = [] if name in ("llama", "mixtral") else [pytest.mark.slow]
-        cases.append(pytest.param(name, marks=marks))
-    return cases
-
-
-@pytest.mark.parametrize("name", _compiled_cases())
+@pytest.mark.parametrize("name", list(ZOO))
 def test_compiled_matches_eager(name: str):
     import ember
 
