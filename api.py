@@ -80,16 +80,28 @@ def compile_graph(
     passes: Sequence[str] | None = None,
     *,
     cache: bool | None = None,
+    tuning_records: Any = None,
 ) -> Program:
-    """Optimize and build an ember graph; `cache` (default: EMBER_CACHE) reuses on-disk builds."""
-    from ember.codegen.cache import cached_build
+    """Optimize and build an ember graph; `cache` (default: EMBER_CACHE) reuses on-disk builds.
+
+    `tuning_records` (a database path or URL, or a database from `ember.autotune`) gives kernels
+    their best tuned schedules; builds with records skip the on-disk cache, whose key omits them.
+    """
+    from ember.codegen.build import build
+    from ember.codegen.cache import CachedBuild, cached_build
     from ember.passes import DEFAULT_PIPELINE, run_pipeline
     from ember.runtime import Executor
 
     optimized, pass_times = run_pipeline(g, passes, dump_dir=config.dump_ir_dir())
     use_cache = config.cache_enabled() if cache is None else cache
     names = DEFAULT_PIPELINE if passes is None else passes
-    cached = cached_build(optimized, target, names, config.cache_dir() if use_cache else None)
+    if tuning_records is not None:
+        from ember.autotune.records import schedule_database
+
+        database = schedule_database(tuning_records, target)
+        cached = CachedBuild(build(optimized, target, database=database))
+    else:
+        cached = cached_build(optimized, target, names, config.cache_dir() if use_cache else None)
     result = cached.build
     times = {**pass_times, **result.times}
     executor = Executor(result.executable, target=result.target)
@@ -108,8 +120,9 @@ class CompiledModel:
 
     def __init__(self, model: Any, example_inputs: Sequence[Any] | None, *, target: Any,
                  dynamic: Any, passes: Sequence[str] | None,
-                 cache: bool | None = None) -> None:  # fmt: skip
+                 cache: bool | None = None, tuning_records: Any = None) -> None:  # fmt: skip
         self.model = model
+        self.tuning_records = tuning_records
         self.target = target
         self.dynamic = dynamic
         self.passes = passes
@@ -150,7 +163,8 @@ class CompiledModel:
         return self._programs[-1][0].export(path)
 
     def _add(self, g: Graph, out_spec: Any) -> tuple[Program, Any]:
-        entry = (compile_graph(g, self.target, self.passes, cache=self.cache), out_spec)
+        entry = (compile_graph(g, self.target, self.passes, cache=self.cache,
+                               tuning_records=self.tuning_records), out_spec)  # fmt: skip
         self._programs.append(entry)
         self.compile_count += 1
         return entry
@@ -268,21 +282,22 @@ def _restore(outputs: list[Any], out_spec: Any, *, as_torch: bool) -> Any:
 
 def compile(model: Any = None, example_inputs: Sequence[Any] | None = None, *, target: Any = "llvm",
             dynamic: Any = None, passes: Sequence[str] | None = None,
-            cache: bool | None = None) -> Any:  # fmt: skip
+            cache: bool | None = None, tuning_records: Any = None) -> Any:  # fmt: skip
     """Compile a torch nn.Module or function, or an ONNX model (ModelProto or .onnx path).
 
     Works as `ember.compile(model, ...)`, `@ember.compile` and `@ember.compile(target=...)`.
     `cache=False` skips the on-disk compile cache (default: on unless EMBER_CACHE=0).
+    `tuning_records` (a path or URL from `ember tune --tuning-records`) applies tuned schedules.
     """
     if model is None:
         return lambda fn: compile(fn, example_inputs, target=target, dynamic=dynamic, passes=passes,
-                                  cache=cache)  # fmt: skip
+                                  cache=cache, tuning_records=tuning_records)  # fmt: skip
     if not (_is_onnx(model) or callable(model)):
         raise EmberError(
             f"ember.compile takes a torch nn.Module or function, or an ONNX ModelProto or .onnx path; "
             f"got {type(model).__name__}"
         )
     return CompiledModel(model, example_inputs, target=target, dynamic=dynamic, passes=passes,
-                         cache=cache)  # fmt: skip
+                         cache=cache, tuning_records=tuning_records)  # fmt: skip
 
 

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import tvm
-
 from tvm import tirx
 
 from ember.codegen.build import fuse
@@ -119,7 +118,7 @@ def _specialize(mod: Any, hints: dict[str, int]) -> Any:
     func = mod["main"]
     analyzer = tvm.sym.Analyzer()
     for var in _free_vars(mod):
-        analyzer.bind(var, tirx.IntImm(var.dtype, hints[var.name]))
+        analyzer.bind(var, tirx.IntImm("int64", hints[var.name]))  # ember lowers dims as int64
     bindings = {}
     for param in func.params:
         shape = getattr(param, "shape", ())

@@ -159,9 +159,7 @@ def tune(
         ]
     finally:
         builder.cleanup()
-    return TuneReport(
-        g.name, spec, cost_model, trials, time.perf_counter() - start, tuple(reports)
-    )
+    return TuneReport(g.name, spec, cost_model, trials, time.perf_counter() - start, tuple(reports))
 
 
 def _search(todo: list[Task], tgt: Any, database: Any, builder: Any, runner: Any,

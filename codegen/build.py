@@ -56,9 +56,14 @@ def build(
     *,
     schedule: bool = True,
     fast_math: bool = True,
+    database: Any | None = None,
 ) -> BuildResult:
     """Compile `g`; `schedule=False` keeps TVM's unscheduled TIR (the baseline), and
-    `fast_math=False` keeps libm's float32 exp/erf/tanh/sigmoid on CPUs (codegen/fast_math.py)."""
+    `fast_math=False` keeps libm's float32 exp/erf/tanh/sigmoid on CPUs (codegen/fast_math.py).
+
+    `database` (a MetaSchedule Database, looked up by the caller) supplies tuned schedules: each
+    kernel with a record gets its best one, the others ember's default schedules.
+    """
     spec = resolve_target(target)
     tgt = tvm.target.Target(spec)
     times: dict[str, float] = {}
@@ -79,7 +84,7 @@ def build(
             if fast_math and spec["kind"] == "llvm":  # GPUs have fast hardware exp/tanh already
                 mod = use_fast_math(mod)
             if schedule:
-                mod = _apply_schedules(mod, spec, tgt)
+                mod = _apply_schedules(mod, spec, tgt, database)
             times["schedule"] = time.perf_counter() - start
         start = time.perf_counter()
         executable = tvm.compile(mod, tgt)
@@ -97,7 +102,10 @@ def build(
     return BuildResult(executable, spec, times)
 
 
-def _apply_schedules(mod: Any, spec: dict[str, Any], tgt: Any) -> Any:
+def _apply_schedules(mod: Any, spec: dict[str, Any], tgt: Any, database: Any | None) -> Any:
+    if database is not None:  # marks the kernels it schedules: the default rules skip them
+        with database:
+            mod = relax.transform.MetaScheduleApplyDatabase()(mod)
     rules = default_schedule_rules(spec)
     if spec["kind"] == "llvm":
         from tvm.s_tir import dlight
