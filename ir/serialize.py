@@ -61,13 +61,11 @@ def to_json(g: Graph) -> str:
             "dtype": t.dtype.value,
         }
 
-    symbols = sorted({s.name for v in (*g.inputs, *g.consts) for s in v.type.symbols})
+    values = [*g.inputs, *(v for n in g.nodes for v in n.outputs)]
     doc = {
         "format": _FORMAT,
         "name": g.name,
-        "symbols": sorted(
-            set(symbols) | {s.name for n in g.nodes for v in n.outputs for s in v.type.symbols}
-        ),
+        "symbols": sorted({s.name for v in values for s in v.type.symbols}),
         "symbol_ranges": {k: list(r) for k, r in g.symbol_ranges.items()},
         "inputs": [{"id": ref(v), "name": v.name, **typ(v.type)} for v in g.inputs],
         "consts": [
