@@ -8,8 +8,9 @@ really built). Each case runs in a worker process with a timeout, so a crash or 
 that case; workers import the compiler once and are reused. Results go to
 bench-results/onnx_conformance.{json,md} (onnx_conformance_interpreter.* with --interpreter).
 
-ember binds the graph inputs it needs at import time (Reshape's shape, TopK's K, ...) to each
-data set's values; cases that pass only that way are counted separately. ONNX Runtime refuses IR
+Graph inputs needed at import time (Reshape's shape, TopK's K, ...) are bound to each data set's
+values: by `ember.compile` itself (it specializes on them and guards), and by this script for the
+interpreter. Cases that pass only that way are counted separately. ONNX Runtime refuses IR
 versions newer than it knows even for opsets it implements: such models are retried with the IR
 version lowered to ORT's maximum, and the cases that needed it are counted separately too.
 """
@@ -114,29 +115,71 @@ _IR_VERSION_ERROR = re.compile(
 
 
 def _ort_runner(model: Any, lowered: list[int]) -> Any:
-    """An ORT session; a model whose IR version ORT refuses is retried with the version lowered
-    to ORT's maximum, which is appended to `lowered`."""
+    """An ORT session. ORT refuses IR versions and opset stamps newer than its release even when
+    it implements every op: such a model is retried with the IR version lowered to ORT's maximum
+    and the opset lowered to the newest one ORT accepts at which no op of the model changed; each
+    lowering is appended to `lowered`."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1
     options.log_severity_level = 4
-    try:
-        session = onnxruntime.InferenceSession(
-            model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+
+    def session(m: Any) -> Any:
+        return onnxruntime.InferenceSession(
+            m.SerializeToString(), options, providers=["CPUExecutionProvider"]
         )
+
+    try:
+        sess = session(model)
     except Exception as err:
         found = _IR_VERSION_ERROR.search(str(err))
-        if found is None:
+        if found is None and _OPSET_ERROR not in str(err):
             raise
         model = type(model).FromString(model.SerializeToString())
-        model.ir_version = int(found.group(1))
-        lowered.append(model.ir_version)
-        session = onnxruntime.InferenceSession(
-            model.SerializeToString(), options, providers=["CPUExecutionProvider"]
-        )
-    names = [i.name for i in session.get_inputs()]
-    return lambda *xs: session.run(None, dict(zip(names, xs, strict=False)))
+        if found is not None:
+            model.ir_version = int(found.group(1))
+            lowered.append(model.ir_version)
+        sess = _with_older_opset(model, session, lowered)
+    names = [i.name for i in sess.get_inputs()]
+    return lambda *xs: sess.run(None, dict(zip(names, xs, strict=False)))
+
+
+_OPSET_ERROR = "is under development"
+
+
+def _with_older_opset(model: Any, session: Any, lowered: list[int]) -> Any:
+    """A session for `model` stamped with the newest opset that ORT accepts and that gives every
+    op in the graph the schema it has at the model's own opset."""
+    import onnx
+
+    stamp = next(o for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    top = stamp.version
+    ops = {n.op_type for n in model.graph.node if n.domain in ("", "ai.onnx")}
+
+    def since(op: str, opset: int) -> int | None:
+        try:
+            return onnx.defs.get_schema(op, opset).since_version
+        except Exception:
+            return None
+
+    error: Exception | None = None
+    for version in [top, *range(top - 1, 12, -1)]:
+        if any(since(op, version) != since(op, top) for op in ops):
+            break  # an op's semantics differ at older opsets: stop lowering
+        stamp.version = version
+        try:
+            result = session(model)
+        except Exception as err:
+            if _OPSET_ERROR not in str(err) and _IR_VERSION_ERROR.search(str(err)) is None:
+                raise
+            error = err
+            continue
+        if version != top:
+            lowered.append(version)
+        return result
+    assert error is not None
+    raise error
 
 
 def _as_list(out: Any) -> list[Any]:
@@ -168,8 +211,11 @@ def _run(case: Any, backend: str, mode: str) -> dict[str, Any]:
             if backend == "ort":
                 got = _ort_runner(case.model, lowered)(*inputs)
             else:
-                model, inputs, bound = _specialize(case.model, inputs)
-                got = _ember_runner(model, mode)(*inputs)
+                model, bound_inputs, bound = _specialize(case.model, inputs)
+                if mode == "compile":  # ember.compile binds shape-like inputs itself, guarded
+                    got = _ember_runner(case.model, mode)(*inputs)
+                else:
+                    got = _ember_runner(model, mode)(*bound_inputs)
             _compare(_as_list(got), outputs)
     except AssertionError as err:
         return {"status": "fail", "detail": str(err).strip()[:600], "bound": bound,

@@ -52,7 +52,9 @@ class DType(enum.Enum):
         try:
             return cls(_ALIASES.get(name, name))
         except ValueError:
-            raise ShapeError(f"unknown dtype {value!r}; ember knows {[d.value for d in cls]}") from None
+            raise ShapeError(
+                f"unknown dtype {value!r}; ember knows {[d.value for d in cls]}"
+            ) from None
 
     @property
     def short(self) -> str:
@@ -91,7 +93,13 @@ _ML_DTYPES = frozenset(
     {DType.bfloat16, DType.float8_e4m3fn, DType.float8_e5m2, DType.float8_e4m3fnuz,
      DType.float8_e5m2fnuz, DType.float4_e2m1fn, DType.uint4, DType.int2, DType.uint2}
 )  # fmt: skip
-_ALIASES = {"float": "float32", "double": "float64", "half": "float16", "long": "int64", "int": "int32"}
+_ALIASES = {
+    "float": "float32",
+    "double": "float64",
+    "half": "float16",
+    "long": "int64",
+    "int": "int32",
+}
 _SHORT = {
     DType.float64: "f64", DType.float32: "f32", DType.float16: "f16", DType.bfloat16: "bf16",
     DType.float8_e4m3fn: "f8e4m3", DType.float8_e5m2: "f8e5m2", DType.int64: "i64",
@@ -142,7 +150,11 @@ class TensorType:
 
     @property
     def numel(self) -> Dim:
-        return sympy.Mul(*self.shape) if not self.is_static else int(np.prod(self.shape, dtype=np.int64))
+        return (
+            sympy.Mul(*self.shape)
+            if not self.is_static
+            else int(np.prod(self.shape, dtype=np.int64))
+        )
 
     @property
     def symbols(self) -> frozenset[sympy.Symbol]:

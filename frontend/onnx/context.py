@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import sympy
 from ember.errors import UnsupportedError
-from ember.ir import Builder, DType, Loc, Op, Value, ops
+from ember.ir import Builder, DType, Loc, Op, TensorType, Value, ops
 from ember.ir.types import Dim
 
 __all__ = ["ConstantInputError", "Context", "Converter", "OnnxNode", "onnx_dtype"]
@@ -110,14 +110,33 @@ class Context:
 
     def _not_constant(self, v: Value | None, node: OnnxNode, what: str) -> UnsupportedError:
         where = f"{node.op_type} node {node.name!r}: input {what!r} must be a constant"
-        if v is not None and v in self.b.inputs:
+        source = None if v is None else self._source_input(v)
+        if source is not None:
+            how = "it is" if source is v else "it is computed from"
             return ConstantInputError(
-                f"{where}, but it is graph input {v.name!r}; make it an initializer to import it",
-                v.name or "",
+                f"{where}, but {how} graph input {source.name!r}; make it an initializer to "
+                "import it",
+                source.name or "",
             )
         return UnsupportedError(
             f"{where} (an initializer, or computed from constants and tensor shapes)"
         )
+
+    def _source_input(self, v: Value) -> Value | None:
+        """The graph input that v's value depends on at run time, if it is v or shape-like (a
+        scalar or a short integer vector: binding data inputs would fold the model away)."""
+        stack, seen = [v], set()
+        while stack:
+            u = stack.pop()
+            if u in seen or u in self.b.consts:
+                continue
+            seen.add(u)
+            if u in self.b.inputs:
+                return u if u is v or _shape_like(u.type) else None
+            producer = self.b.producer(u)
+            if producer is not None:
+                stack.extend(reversed(producer.inputs))
+        return None
 
     def dims(self, v: Value, node: OnnxNode, what: str) -> tuple[Dim, ...]:
         """A shape-like input as ints and sympy dims (constant, or derived from `Shape`)."""
@@ -164,6 +183,14 @@ class Context:
 
     def cast(self, v: Value, dtype: DType) -> Value:
         return v if v.type.dtype == dtype else self.emit(ops.Cast(dtype), v)
+
+
+def _shape_like(t: TensorType) -> bool:
+    """Small enough to specialize on: a scalar, or a short integer or bool vector."""
+    if not t.is_static:
+        return False
+    integral = t.dtype.is_int or t.dtype is DType.bool
+    return t.numel == 1 or (integral and t.numel <= 16)
 
 
 def _dim(d: object) -> Dim:

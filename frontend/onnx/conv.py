@@ -98,15 +98,18 @@ def _conv_transpose(ctx: Context, node: OnnxNode) -> Value:
 
 
 def _pool(kind: str) -> Converter:
-    def convert(ctx: Context, node: OnnxNode) -> Value:
-        if node.num_outputs > 1:
-            raise node.unsupported("outputs", "Indices")
+    def convert(ctx: Context, node: OnnxNode) -> Value | list[Value]:
         x = _in(node, 0)
         kernel = tuple(node.attr("kernel_shape"))
         strides, pads, dilations = _window(node, x, kernel)
         ceil = bool(node.attr("ceil_mode", 0))
         if kind == "max":
-            return ctx.emit(ops.MaxPool(kernel, strides, pads, dilations, ceil), x)
+            out = ctx.emit(ops.MaxPool(kernel, strides, pads, dilations, ceil), x)
+            if node.num_outputs == 1:
+                return out
+            column_major = bool(node.attr("storage_order", 0))
+            op = ops.MaxPoolIndices(kernel, strides, pads, dilations, ceil, column_major)
+            return [out, ctx.emit(op, x)]
         if kind == "lp":
             return ctx.emit(
                 ops.LpPool(kernel, strides, pads, dilations, ceil, node.attr("p", 2)), x

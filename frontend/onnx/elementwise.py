@@ -117,6 +117,11 @@ def _cast_to(ctx: Context, x: Value, dtype: DType, saturate: bool = False) -> Va
     return out
 
 
+def _bitcast(ctx: Context, node: OnnxNode) -> Value:
+    dtype = onnx_dtype(node.attr("to"), f"BitCast node {node.name!r}")
+    return ctx.emit(ops.Bitcast(dtype), _x(node))
+
+
 def _where(ctx: Context, node: OnnxNode) -> Value:
     return ctx.emit(ops.Where(), *node.inputs)  # type: ignore[arg-type]
 
@@ -228,6 +233,7 @@ CONVERTERS: dict[str, Converter] = {
     "BitShift": _bit_shift,
     "Cast": _cast,
     "CastLike": _cast_like,
+    "BitCast": _bitcast,
     "Where": _where,
     "Clip": _clip,
     "IsInf": _is_inf,

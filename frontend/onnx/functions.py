@@ -93,8 +93,8 @@ def _inline(node: Any, function: Any, prefix: str) -> list[Any]:
 
     inlined = []
     for inner in function.node:
-        if any(a.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS) for a in inner.attribute):
-            return []  # subgraphs (If/Loop bodies) are not supported; the caller reports the op
+        if any(a.type == AttributeProto.GRAPHS for a in inner.attribute):
+            return []  # graph-list attributes are not supported; the caller reports the op
         new = NodeProto()
         new.CopyFrom(inner)
         del new.input[:], new.output[:], new.attribute[:]
@@ -110,5 +110,20 @@ def _inline(node: Any, function: Any, prefix: str) -> list[Any]:
                     new.attribute.append(copy)
             else:
                 new.attribute.append(attr)
+                if attr.type == AttributeProto.GRAPH:
+                    _rename_graph(new.attribute[-1].g, rename)
         inlined.append(new)
     return inlined
+
+
+def _rename_graph(graph: Any, rename: Any) -> None:
+    """Rename every value in a subgraph (If branches) as its enclosing function body's values
+    are renamed: definitions and uses alike, so its references to outer values follow them."""
+    for value in [*graph.input, *graph.output, *graph.initializer]:
+        value.name = rename(value.name)
+    for node in graph.node:
+        node.input[:] = [rename(n) for n in node.input]
+        node.output[:] = [rename(n) for n in node.output]
+        for attr in node.attribute:
+            if attr.g.node:
+                _rename_graph(attr.g, rename)

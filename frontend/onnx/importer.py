@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from ember.errors import EmberError, InputError, UnsupportedError
 from ember.frontend.onnx.context import Context, OnnxNode, onnx_dtype
+from ember.frontend.onnx.control import CONTROL_FLOW
 from ember.frontend.onnx.functions import expand_function, has_function
 from ember.frontend.onnx.registry import CONVERTERS
 from ember.ir import Builder, Graph, Loc, Value, sym
@@ -88,7 +89,11 @@ def _op_key(node: Any) -> str:
 def _supported(node: Any, opset: int) -> bool:
     if node.domain not in _ONNX_DOMAINS:
         return False
-    return node.op_type in CONVERTERS or has_function(node.op_type, opset)
+    return (
+        node.op_type in CONVERTERS
+        or node.op_type in CONTROL_FLOW
+        or has_function(node.op_type, opset)
+    )
 
 
 def _check_supported(graph: Any, opset: int) -> None:
@@ -155,6 +160,10 @@ def _convert_node(ctx: Context, node: Any, names: dict[str, Value]) -> None:
         if name and name not in names:
             raise UnsupportedError(f"{node.op_type} node {label!r}: input {name!r} is not defined")
         inputs.append(names[name] if name else None)
+    if node.op_type in CONTROL_FLOW:  # subgraphs: they need the enclosing graph's names
+        ctx.loc = Loc(f"onnx node {label!r} ({node.op_type})")
+        CONTROL_FLOW[node.op_type](ctx, node, label, inputs, names, _run_body)
+        return
     if node.op_type not in CONVERTERS:
         body = expand_function(node, ctx.opset, [v.type if v is not None else None for v in inputs])
         if not body:
@@ -183,3 +192,15 @@ def _convert_node(ctx: Context, node: Any, names: dict[str, Value]) -> None:
     for name, v in zip(node.output, outs, strict=False):
         if name:
             names[name] = v
+
+
+def _run_body(ctx: Context, body: Any, scope: dict[str, Value]) -> None:
+    """Convert a subgraph's initializers and nodes into `scope`."""
+    from onnx import numpy_helper
+
+    for init in body.initializer:
+        scope[init.name] = ctx.const(np.array(numpy_helper.to_array(init)))
+    for inner in body.node:
+        if not _supported(inner, ctx.opset):
+            raise _missing_error({_op_key(inner): (1, f"{inner.name} (in a subgraph)")}, ctx.b.name)
+        _convert_node(ctx, inner, scope)

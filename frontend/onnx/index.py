@@ -1,5 +1,5 @@
 """Converters for ONNX data-dependent indexing and layout ops: GatherElements, GatherND,
-ScatterElements, ScatterND, OneHot, TopK, Trilu, CumSum, CumProd and Pad."""
+ScatterElements, ScatterND, OneHot, TopK, Trilu, CumSum, CumProd, Pad and ReverseSequence."""
 
 from __future__ import annotations
 
@@ -104,7 +104,24 @@ def _compress(ctx: Context, node: OnnxNode) -> Value:
     return ctx.emit(ops.Gather(axis), x, ctx.const(keep))
 
 
+def _reverse_sequence(ctx: Context, node: OnnxNode) -> Value:
+    """Each batch entry's first sequence_lens[b] time steps reversed: a constant gather."""
+    x = _in(node, 0)
+    lengths = ctx.static(_in(node, 1), node, "sequence_lens").astype(np.int64)
+    batch_axis, time_axis = node.attr("batch_axis", 1), node.attr("time_axis", 0)
+    if not x.type.is_static:
+        raise node.unsupported("input", str(x.type))
+    shape = [int(d) for d in x.type.shape]
+    steps = np.arange(shape[time_axis]).reshape(
+        [-1 if a == time_axis else 1 for a in range(len(shape))]
+    )
+    lens = lengths.reshape([-1 if a == batch_axis else 1 for a in range(len(shape))])
+    index = np.broadcast_to(np.where(steps < lens, lens - 1 - steps, steps), shape)
+    return ctx.emit(ops.GatherElements(time_axis), x, ctx.const(np.ascontiguousarray(index)))
+
+
 CONVERTERS: dict[str, Converter] = {
+    "ReverseSequence": _reverse_sequence,
     "GatherElements": lambda ctx, node: ctx.emit(
         ops.GatherElements(node.attr("axis", 0)), _in(node, 0), _in(node, 1)
     ),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from ember.frontend.onnx import conv, elementwise, index, nn, quant, reduce, resize, shape
+from ember.frontend.onnx import (
+    conv, elementwise, index, nn, qlinear, quant, reduce, resize, rnn, shape, sliding, spectral,
+)  # fmt: skip
 from ember.frontend.onnx.context import Converter
 
 __all__ = ["CONVERTERS"]
@@ -20,5 +22,6 @@ def _merge(*tables: dict[str, Converter]) -> dict[str, Converter]:
 
 CONVERTERS: dict[str, Converter] = _merge(
     elementwise.CONVERTERS, shape.CONVERTERS, reduce.CONVERTERS, nn.CONVERTERS, conv.CONVERTERS,
-    index.CONVERTERS, quant.CONVERTERS, resize.CONVERTERS,
+    index.CONVERTERS, quant.CONVERTERS, resize.CONVERTERS, rnn.CONVERTERS, qlinear.CONVERTERS,
+    spectral.CONVERTERS, sliding.CONVERTERS,
 )  # fmt: skip

@@ -1,4 +1,4 @@
-"""ONNX Resize (and Upsample, which the version converter turns into Resize).
+"""ONNX Resize (and Upsample, which the version converter turns into Resize), and GridSample.
 
 Resize is separable and linear in its input, so each resized axis becomes one constant
 interpolation matrix W (out x in), built here at import time with the spec's coordinate
@@ -16,7 +16,7 @@ from ember.frontend.onnx.context import Context, Converter, OnnxNode
 from ember.ir import DType, Value, ops
 from ember.ir.ops._shapes import norm_axis
 
-__all__ = ["CONVERTERS", "axis_weights"]
+__all__ = ["CONVERTERS", "along_axis", "axis_weights"]
 
 _Kernel = Callable[[float, float], np.ndarray]  # (ratio, scale) -> coefficients
 
@@ -165,7 +165,7 @@ def _plan(
     return axes, [int(s) for s in sizes], factors, roi
 
 
-def _along(ctx: Context, x: Value, weights: np.ndarray, axis: int) -> Value:
+def along_axis(ctx: Context, x: Value, weights: np.ndarray, axis: int) -> Value:
     """x multiplied by `weights` (out x in) along `axis`."""
     w = ctx.const(weights.astype(x.type.dtype.numpy))
     rank = x.type.rank
@@ -173,8 +173,8 @@ def _along(ctx: Context, x: Value, weights: np.ndarray, axis: int) -> Value:
         return ctx.emit(ops.MatMul(), x, ctx.emit(ops.Transpose((1, 0)), w))
     if axis == rank - 2:
         return ctx.emit(ops.MatMul(), w, x)
-    perm = tuple(a for a in range(rank) if a != axis) + (axis,)
-    moved = _along(ctx, ctx.emit(ops.Transpose(perm), x), weights, rank - 1)
+    perm = (*(a for a in range(rank) if a != axis), axis)
+    moved = along_axis(ctx, ctx.emit(ops.Transpose(perm), x), weights, rank - 1)
     return ctx.emit(ops.Transpose(tuple(int(i) for i in np.argsort(perm))), moved)
 
 
@@ -197,7 +197,7 @@ def _resize(ctx: Context, node: OnnxNode) -> Value:
         if out == shape[axis] and np.isclose(scale, 1.0) and np.allclose(bounds, (0.0, 1.0)):
             continue
         weights, outside = axis_weights(spec, shape[axis], out, scale, bounds)
-        y = _along(ctx, y, weights, axis)
+        y = along_axis(ctx, y, weights, axis)
         mask = mask | outside.reshape([-1 if a == axis else 1 for a in range(len(shape))])
     if mask.any():
         fill = ctx.scalar(node.attr("extrapolation_value", 0.0), wide)
@@ -207,4 +207,19 @@ def _resize(ctx: Context, node: OnnxNode) -> Value:
     return ctx.cast(y, x.type.dtype)
 
 
-CONVERTERS: dict[str, Converter] = {"Resize": _resize}
+_GRID_MODES = {"bilinear": "linear", "bicubic": "cubic"}  # opset 16 names
+
+
+def _grid_sample(ctx: Context, node: OnnxNode) -> Value:
+    x, grid = node.input(0), node.input(1)
+    if x is None or grid is None:
+        raise node.unsupported("inputs", "X and grid are required")
+    mode = node.attr("mode", "linear")
+    op = ops.GridSample(
+        _GRID_MODES.get(mode, mode), node.attr("padding_mode", "zeros"),
+        bool(node.attr("align_corners", 0)),
+    )  # fmt: skip
+    return ctx.emit(op, x, ctx.cast(grid, x.type.dtype))
+
+
+CONVERTERS: dict[str, Converter] = {"Resize": _resize, "GridSample": _grid_sample}

@@ -20,7 +20,9 @@ from ember.ir import Graph
 __all__ = ["import_specialized", "input_names"]
 
 
-def import_specialized(model: Any, values: Mapping[str, np.ndarray]) -> tuple[Graph, tuple[str, ...]]:
+def import_specialized(
+    model: Any, values: Mapping[str, np.ndarray]
+) -> tuple[Graph, tuple[str, ...]]:
     """The graph with the needed inputs bound to `values`, and the names of those inputs."""
     import onnx
     from onnx import numpy_helper

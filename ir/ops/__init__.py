@@ -13,3 +13,5 @@ from ember.ir.ops.pool import *  # noqa: F403
 from ember.ir.ops.moe import *  # noqa: F403
 from ember.ir.ops.einsum import *  # noqa: F403
 from ember.ir.ops.packed import *  # noqa: F403
+from ember.ir.ops.bits import *  # noqa: F403
+from ember.ir.ops.image import *  # noqa: F403

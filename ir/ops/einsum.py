@@ -45,7 +45,8 @@ class Einsum(Op):
         return TensorType([sizes[c] for c in rhs], xs[0].dtype)
 
     def reference(self, *xs: np.ndarray) -> np.ndarray:
-        wide = [x.astype(np.float64) if x.dtype.kind == "f" else x for x in xs]
+        floats = [x.dtype.kind == "f" or x.dtype.kind == "V" for x in xs]  # "V": ml_dtypes
+        wide = [x.astype(np.float64) if f else x for x, f in zip(xs, floats, strict=True)]
         return np.asarray(np.einsum(self.equation, *wide)).astype(xs[0].dtype)
 
     def compute(self, *xs: Any) -> Any:

@@ -1,4 +1,5 @@
-"""Sliding-window pooling over the spatial axes of [N, C, *spatial]: max_pool, avg_pool, lp_pool.
+"""Sliding-window pooling over the spatial axes of [N, C, *spatial]: max_pool (and where each
+maximum came from, max_pool_indices), avg_pool, lp_pool.
 
 `pads` is (before_0, ..., before_k, after_0, ..., after_k). With `ceil_mode` the last window
 may run past the padding, but it must start inside the input or its leading padding.
@@ -16,7 +17,7 @@ from ember.ir.op import Op, register_op
 from ember.ir.ops.conv import _strided, window_out_dim
 from ember.ir.types import Dim, TensorType
 
-__all__ = ["AvgPool", "LpPool", "MaxPool"]
+__all__ = ["AvgPool", "LpPool", "MaxPool", "MaxPoolIndices"]
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,70 @@ class MaxPool(_Pool):
         return self._te_reduce(
             x, lambda v, real, declared, rk: te.max(tirx.if_then_else(real, v, lowest), axis=rk)
         )
+
+
+@register_op
+@dataclass(frozen=True)
+class MaxPoolIndices(_Pool):
+    """Where max_pool's maximum of each window is: its flat index into x (ONNX MaxPool's
+    Indices), row-major, or with the spatial axes column-major when `column_major`; the first
+    of equal maxima wins."""
+
+    name: ClassVar[str] = "max_pool_indices"
+    column_major: bool = False
+
+    def infer(self, x: TensorType) -> TensorType:
+        return super().infer(x).with_dtype("int64")
+
+    def _flat(self, n: Any, c: Any, pos: list[Any], shape: tuple[Any, ...]) -> Any:
+        spatial = shape[2:]
+        order = list(reversed(range(len(spatial)))) if self.column_major else range(len(spatial))
+        flat = n * shape[1] + c
+        for i in order:
+            flat = flat * spatial[i] + pos[i]
+        return flat
+
+    def reference(self, x: np.ndarray) -> np.ndarray:
+        values, real, _ = self._windows(x)
+        stacked = np.stack([np.where(r, v, -np.inf) for v, r in zip(values, real, strict=True)])
+        best = stacked.argmax(axis=0)  # the kernel offset of the first maximum
+        offsets = list(itertools.product(*(range(k) for k in self.kernel)))
+        out = np.zeros(best.shape, dtype=np.int64)
+        for index in np.ndindex(*best.shape):
+            n, c, *o = index
+            k = offsets[best[index]]
+            pos = [o[i] * self.strides[i] + k[i] * self.dilations[i] - self.pads[i]
+                   for i in range(len(k))]  # fmt: skip
+            out[index] = self._flat(n, c, pos, x.shape)
+        return out
+
+    def compute(self, x: Any) -> Any:
+        from tvm import te, tirx
+
+        def combine(a: Any, b: Any) -> Any:
+            keep = a[1] >= b[1]
+            return tirx.Select(keep, a[0], b[0]), tirx.Select(keep, a[1], b[1])
+
+        def identity(index_type: Any, value_type: Any) -> Any:
+            return tirx.const(-1, index_type), tirx.min_value(value_type)
+
+        argmax = te.comm_reducer(combine, identity, name="argmax")
+        spatial = len(x.shape) - 2
+        rk = [te.reduce_axis((0, self.kernel[i]), name=f"rk{i}") for i in range(spatial)]
+        shape = [d.astype("int64") for d in x.shape]
+
+        def body(n: Any, c: Any, *o: Any) -> Any:
+            pos = [o[i] * self.strides[i] + rk[i] * self.dilations[i] - self.pads[i]
+                   for i in range(spatial)]  # fmt: skip
+            real = tirx.all(*[tirx.all(p >= 0, p < x.shape[2 + i]) for i, p in enumerate(pos)])
+            safe = [tirx.if_then_else(real, p, 0) for p in pos]
+            value = tirx.if_then_else(real, x(n, c, *safe), tirx.min_value(x.dtype))
+            flat = self._flat(n.astype("int64"), c.astype("int64"),
+                              [p.astype("int64") for p in pos], tuple(shape))  # fmt: skip
+            return argmax((flat, value), axis=rk)
+
+        indices, _ = te.compute(self._te_shape(x), body, name="pool")
+        return indices
 
 
 @register_op

@@ -199,7 +199,8 @@ def test_conformance_script_reports_results(tmp_path: Path):
     assert done.returncode == 0, done.stderr
     assert "ember" in done.stdout
     assert "ort" in done.stdout
-    report = json.loads((tmp_path / "onnx_conformance.json").read_text())
+    report = json.loads((tmp_path / "onnx_conformance_interpreter.json").read_text())
     assert report["summary"]["ember"]["total"] == 40
     assert report["summary"]["ember"]["pass"] >= 30
-    assert (tmp_path / "onnx_conformance.md").exists()
+    assert (tmp_path / "onnx_conformance_interpreter.md").exists()
+    assert "needed IR lowered" in (tmp_path / "onnx_conformance_interpreter.md").read_text()
