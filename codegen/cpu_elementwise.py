@@ -13,7 +13,7 @@ from ember.codegen.cpu_rule import (
     vector_lanes,
     vectorize_inner,
 )
-from tvm import s_tir
+from tvm import s_tir, tirx
 from tvm.s_tir.dlight.analysis import normalize_prim_func
 from tvm.s_tir.dlight.base import try_inline
 from tvm.target import Target
@@ -28,9 +28,16 @@ class Elementwise(CPURule):
         infos = normalize_prim_func(sch)
         if not infos or not all(info.is_injective() for info in infos):
             return None
+        if any(_is_reduction(sch, info.block_rv) for info in infos):
+            return None  # a length-1 reduction looks injective, but inlining its init is wrong
         for info in try_inline(sch, infos):
             schedule_spatial_block(sch, info.block_rv, target)
         return sch
+
+
+def _is_reduction(sch: s_tir.Schedule, block: Any) -> bool:
+    stmt = sch.get(block)
+    return stmt.init is not None or any(v.iter_type == tirx.IterVar.CommReduce for v in stmt.iter_vars)
 
 
 def schedule_spatial_block(sch: s_tir.Schedule, block: Any, target: Target) -> None:

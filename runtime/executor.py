@@ -20,19 +20,21 @@ def to_tvm(array: Any, device: Any) -> Any:
 
     if isinstance(array, tvm.runtime.Tensor):
         return array
+    # Borrowing can fail for many reasons (misaligned, strided, an exotic dtype); every failure
+    # falls back to a copy, which is always correct.
     if hasattr(array, "__dlpack__") and not isinstance(array, np.ndarray | np.generic):
         try:
             return tvm.runtime.from_dlpack(array)
-        except (ValueError, RuntimeError, TypeError, tvm.error.TVMError):
+        except Exception:
             array = array.contiguous() if hasattr(array, "contiguous") else array
             array = array.detach().cpu().numpy() if hasattr(array, "detach") else np.asarray(array)
     array = np.asarray(array)
     if array.flags.c_contiguous and array.ctypes.data % _ALIGNMENT == 0 and array.size:
         try:
             return tvm.runtime.from_dlpack(array)
-        except (ValueError, RuntimeError, TypeError, BufferError, tvm.error.TVMError):
+        except Exception:
             pass
-    return tvm.runtime.tensor(np.ascontiguousarray(array), device)
+    return tvm.runtime.tensor(np.array(array, order="C"), device)  # keeps 0-d arrays 0-d
 
 
 class Executor:

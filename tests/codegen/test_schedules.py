@@ -218,3 +218,20 @@ def test_rules_decline_other_patterns(rng):
     assert (
         Matmul().apply(softmax, tvm.target.Target({"kind": "cuda", "arch": "sm_90"}), False) is None
     )
+
+
+def test_length_one_reduction_is_not_treated_as_elementwise(rng):
+    """An outer product written as matmul with k = 1 plus an add: once wrongly inlined."""
+    from ember.api import compile_graph
+    from ember.ir import Builder, interpret
+    from ember.ir.ops import Add, MatMul
+
+    b = Builder()
+    col = b.input((2, 4, 8, 1), "float32", name="col")
+    row = b.input((2, 4, 1, 8), "float32", name="row")
+    bias = b.input((2, 4, 8, 8), "float32", name="bias")
+    b.output(b.emit(Add(), bias, b.emit(MatMul(), col, row)))
+    g = b.build()
+    arrays = [rng.standard_normal(v.type.shape).astype(np.float32) for v in g.inputs]
+    got = compile_graph(g, cache=False).run(arrays)[0].numpy()
+    np.testing.assert_allclose(got, interpret(g, *arrays)[0], rtol=1e-5, atol=1e-6)
