@@ -71,7 +71,11 @@ def _dtype_of(array: Any) -> DType:
 
 @cache
 def _dtype_named(dtype: Any) -> DType:
-    return DType.of(dtype) if isinstance(dtype, np.dtype) else DType.of(str(dtype).removeprefix("torch."))
+    return (
+        DType.of(dtype)
+        if isinstance(dtype, np.dtype)
+        else DType.of(str(dtype).removeprefix("torch."))
+    )
 
 
 def compile_graph(
@@ -182,7 +186,9 @@ class CompiledModel:
         flat = _flatten(args)
         entry = self._select(flat)
         if entry is None and not self._lazy:
-            entry = self._programs[0]  # compiled for example inputs: its run() explains the mismatch
+            entry = self._programs[
+                0
+            ]  # compiled for example inputs: its run() explains the mismatch
         program, out_spec = entry or self._compile_on_call(args, flat)
         outputs = program.run(flat)
         return _restore(outputs, out_spec, as_torch=_is_torch(flat))
@@ -207,7 +213,9 @@ class CompiledModel:
             if self._bound_names is None or key not in self._specialized:
                 graph, bound = import_specialized(self.model, values)
                 self._bound_names = bound
-                key = tuple((values[n].dtype.str, values[n].shape, values[n].tobytes()) for n in bound)
+                key = tuple(
+                    (values[n].dtype.str, values[n].shape, values[n].tobytes()) for n in bound
+                )
                 self._specialized[key] = self._add(graph, None)[0]
         return self._specialized[key], [values[n] for n in names if n not in bound]
 
@@ -222,17 +230,23 @@ class CompiledModel:
 
     def _compile_on_call(self, args: tuple[Any, ...], flat: list[Any]) -> tuple[Program, Any]:
         with self._lock:
-            dynamic = self.dynamic if self.dynamic is not None else _differing_dims(self._programs, flat)
+            dynamic = (
+                self.dynamic if self.dynamic is not None else _differing_dims(self._programs, flat)
+            )
             log.info("compiling %s for shapes %s (dynamic=%s)", type(self.model).__name__,
                      [tuple(a.shape) for a in flat], dynamic)  # fmt: skip
             return self._compile_torch(tuple(_as_torch(a) for a in args), dynamic)
 
 
-def _differing_dims(programs: list[tuple[Program, Any]], flat: list[Any]) -> dict[int, dict[int, str]] | None:
+def _differing_dims(
+    programs: list[tuple[Program, Any]], flat: list[Any]
+) -> dict[int, dict[int, str]] | None:
     """Dims that differ from an earlier compile of the same ranks: make them symbolic."""
     for program, _ in programs:
         inputs = program.graph.inputs
-        if len(inputs) != len(flat) or any(v.type.rank != len(a.shape) for v, a in zip(inputs, flat, strict=True)):
+        if len(inputs) != len(flat) or any(
+            v.type.rank != len(a.shape) for v, a in zip(inputs, flat, strict=True)
+        ):
             continue
         found: dict[int, dict[int, str]] = {}
         for i, (v, a) in enumerate(zip(inputs, flat, strict=True)):
@@ -299,5 +313,3 @@ def compile(model: Any = None, example_inputs: Sequence[Any] | None = None, *, t
         )
     return CompiledModel(model, example_inputs, target=target, dynamic=dynamic, passes=passes,
                          cache=cache, tuning_records=tuning_records)  # fmt: skip
-
-

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from ember.model_files import ModelSource
 from ember.runtime.timing import Latency, measure_latency
 

@@ -107,6 +107,7 @@ def _pipeline(configs: Sequence[str], disabled: Sequence[str]) -> list[str]:
 
 def _run(args: argparse.Namespace) -> int:
     import numpy as np
+
     from ember.runtime import load
     from ember.runtime.inputs import make_inputs
     from ember.runtime.timing import measure_latency
@@ -204,6 +205,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     import numpy as np
+
     from ember.baselines import BASELINES, run_bench
     from ember.codegen.build import build
     from ember.codegen.export import graph_metadata

@@ -97,6 +97,7 @@ def _load_onnx(
     path: str, shapes: Mapping[str, tuple[int, ...]], dynamic: DynamicSpec
 ) -> ModelSource:
     import onnx
+
     from ember.frontend.onnx import from_onnx
 
     try:
@@ -141,6 +142,7 @@ def _with_ranges(g: Graph, dynamic: DynamicSpec) -> Graph:
 
 def _load_pt2(path: str) -> ModelSource:
     import torch
+
     from ember.frontend.torch import decompose, from_exported_program
 
     try:

@@ -37,7 +37,7 @@ def _first_tensor(out: Any) -> np.ndarray:
 def _ember(model: torch.nn.Module, ids: torch.Tensor) -> Runner:
     import ember
 
-    compiled = ember.compile(model, example_inputs=(ids,), target="llvm")
+    compiled = ember.compile(model, example_inputs=(ids,), target="llvm", cache=False)
     return lambda: compiled(ids)
 
 
@@ -61,8 +61,9 @@ def _onnxruntime(model: torch.nn.Module, ids: torch.Tensor) -> Runner:
 
 def _tvm_default(model: torch.nn.Module, ids: torch.Tensor) -> Runner:
     import tvm
-    from ember.codegen.target import host_cpu
     from tvm.relax.frontend.torch import from_exported_program
+
+    from ember.codegen.target import host_cpu
 
     exported = torch.export.export(model, (ids,), strict=False)
     mod = from_exported_program(exported, keep_params_as_input=False)

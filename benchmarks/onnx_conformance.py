@@ -84,8 +84,9 @@ def _specialize(model: Any, inputs: list[np.ndarray]) -> tuple[Any, list[np.ndar
     """Bind the graph inputs that ember needs at import time (shape-like operands such as
     Reshape's shape or TopK's K) to this data set's values, as initializers."""
     import onnx
-    from ember.frontend.onnx import ConstantInputError, from_onnx
     from onnx import numpy_helper
+
+    from ember.frontend.onnx import ConstantInputError, from_onnx
 
     graph_inputs = [i.name for i in model.graph.input]
     values = dict(zip(graph_inputs, inputs, strict=False))

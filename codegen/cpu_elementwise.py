@@ -6,6 +6,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from tvm import s_tir, tirx
+from tvm.s_tir.dlight.analysis import normalize_prim_func
+from tvm.s_tir.dlight.base import try_inline
+from tvm.target import Target
+
 from ember.codegen.cpu_rule import (
     MIN_PARALLEL_ELEMENTS,
     CPURule,
@@ -13,10 +18,6 @@ from ember.codegen.cpu_rule import (
     vector_lanes,
     vectorize_inner,
 )
-from tvm import s_tir, tirx
-from tvm.s_tir.dlight.analysis import normalize_prim_func
-from tvm.s_tir.dlight.base import try_inline
-from tvm.target import Target
 
 __all__ = ["Elementwise", "schedule_spatial_block"]
 
@@ -37,7 +38,9 @@ class Elementwise(CPURule):
 
 def _is_reduction(sch: s_tir.Schedule, block: Any) -> bool:
     stmt = sch.get(block)
-    return stmt.init is not None or any(v.iter_type == tirx.IterVar.CommReduce for v in stmt.iter_vars)
+    return stmt.init is not None or any(
+        v.iter_type == tirx.IterVar.CommReduce for v in stmt.iter_vars
+    )
 
 
 def schedule_spatial_block(sch: s_tir.Schedule, block: Any, target: Target) -> None:

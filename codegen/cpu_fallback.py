@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ember.codegen.cpu_elementwise import schedule_spatial_block
-from ember.codegen.cpu_rule import CPURule
 from tvm import s_tir
 from tvm.s_tir.dlight.analysis import get_root_block
 from tvm.target import Target
+
+from ember.codegen.cpu_elementwise import schedule_spatial_block
+from ember.codegen.cpu_rule import CPURule
 
 __all__ = ["Fallback"]
 

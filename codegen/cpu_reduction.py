@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ember.codegen.cpu_matmul import matmul_traits
-from ember.codegen.cpu_rule import CPURule, extent, vector_lanes, vectorize_inner
 from tvm import s_tir
 from tvm.s_tir.dlight.analysis import get_root_block, normalize_prim_func
 from tvm.target import Target
+
+from ember.codegen.cpu_matmul import matmul_traits
+from ember.codegen.cpu_rule import CPURule, extent, vector_lanes, vectorize_inner
 
 __all__ = ["RowReduction"]
 

@@ -9,9 +9,10 @@ from typing import Any
 
 import numpy as np
 import sympy
+from tvm import relax, tirx
+
 from ember.errors import CodegenError
 from ember.ir import Dim, Graph, Node, TensorType, Value
-from tvm import relax, tirx
 
 __all__ = ["LowerContext", "to_relax"]
 

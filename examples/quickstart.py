@@ -16,5 +16,7 @@ def gpt2(batch: int = 1, seq: int = 32) -> tuple[Any, tuple[Any, ...]]:
     torch.manual_seed(0)
     config = GPT2Config(n_embd=128, n_layer=2, n_head=4, vocab_size=512, n_positions=128,
                         use_cache=False, bos_token_id=1, eos_token_id=2)  # fmt: skip
-    ids = torch.randint(0, config.vocab_size, (batch, seq), generator=torch.Generator().manual_seed(0))
+    ids = torch.randint(
+        0, config.vocab_size, (batch, seq), generator=torch.Generator().manual_seed(0)
+    )
     return GPT2LMHeadModel(config).eval(), (ids,)

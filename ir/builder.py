@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+
 from ember.errors import ShapeError
 from ember.ir.graph import Graph, Loc, Node, Value
 from ember.ir.op import Op

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
+
 from ember.ir.op import Op
 from ember.ir.types import TensorType
 

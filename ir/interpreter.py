@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 import sympy
+
 from ember.errors import EmberError, ShapeError
 from ember.ir.graph import Graph, Value
 from ember.ir.op import Op

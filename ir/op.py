@@ -8,6 +8,7 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import sympy
+
 from ember.errors import ShapeError
 from ember.ir.types import DType, TensorType
 

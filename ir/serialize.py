@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import sympy
+
 from ember.errors import EmberError
 from ember.ir.graph import Graph, Loc, Node, Value
 from ember.ir.op import OPS

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 import sympy
+
 from ember.errors import InputError
 from ember.ir.types import DType, TensorType
 

@@ -47,6 +47,8 @@ def _check_node(node: Node, defined: set[Value]) -> str | None:
     types = inferred if isinstance(inferred, tuple) else (inferred,)
     got = tuple(v.type for v in node.outputs)
     if types != got:
-        return f"{node.op.name} infers {list(map(str, types))} but outputs are {list(map(str, got))}"
+        return (
+            f"{node.op.name} infers {list(map(str, types))} but outputs are {list(map(str, got))}"
+        )
     redefined = [v for v in node.outputs if v in defined]
     return f"{node.op.name} redefines {redefined[0]}" if redefined else None

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import sympy
+
 from ember.ir import Builder, Graph, Node, Value, rewrite
 from ember.ir.ops import Cast, Expand, Reshape, Slice, Transpose
 from ember.passes.registry import graph_pass

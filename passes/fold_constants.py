@@ -4,6 +4,7 @@ compile time (up to `max_elements` output elements, so weights are not duplicate
 from __future__ import annotations
 
 import numpy as np
+
 from ember.ir import Builder, Graph, Node, Value, rewrite
 from ember.passes.registry import graph_pass
 

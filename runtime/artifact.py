@@ -14,6 +14,7 @@ import os
 from typing import Any
 
 import numpy as np
+
 from ember.errors import ArtifactError, InputError
 from ember.runtime.inputs import check_inputs
 from ember.runtime.library import ffi, open_library, read_metadata

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
 from ember.errors import EmberError
 
 __all__ = ["Executor", "device_for", "to_tvm"]

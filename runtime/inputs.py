@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+
 from ember.errors import InputError
 from ember.runtime.metadata import TensorSpec
 

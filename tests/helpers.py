@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
 from ember.ir import Graph, Op, TensorType, interpret, print_graph, verify
 
 __all__ = [

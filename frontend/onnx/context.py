@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import sympy
+
 from ember.errors import UnsupportedError
 from ember.ir import Builder, DType, Loc, Op, TensorType, Value, ops
 from ember.ir.types import Dim

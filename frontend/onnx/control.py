@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
 from ember.errors import UnsupportedError
 from ember.frontend.onnx.context import Context, OnnxNode
 from ember.frontend.onnx.shape import reshape

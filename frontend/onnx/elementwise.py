@@ -6,6 +6,7 @@ import functools
 from collections.abc import Callable
 
 import numpy as np
+
 from ember.frontend.onnx.context import Context, Converter, OnnxNode, onnx_dtype
 from ember.ir import DType, Value, ops
 

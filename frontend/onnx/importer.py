@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
 from ember.errors import EmberError, InputError, UnsupportedError
 from ember.frontend.onnx.context import Context, OnnxNode, onnx_dtype
 from ember.frontend.onnx.control import CONTROL_FLOW

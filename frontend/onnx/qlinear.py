@@ -5,6 +5,7 @@ by an int32 cast or a requantization."""
 from __future__ import annotations
 
 import numpy as np
+
 from ember.frontend.onnx import conv
 from ember.frontend.onnx.context import Context, Converter, OnnxNode
 from ember.frontend.onnx.nn import matmul

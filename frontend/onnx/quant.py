@@ -4,6 +4,7 @@ per-axis), composed from elementwise ops in float32."""
 from __future__ import annotations
 
 import numpy as np
+
 from ember.frontend.onnx.context import Context, Converter, OnnxNode, onnx_dtype
 from ember.frontend.onnx.shape import reshape
 from ember.ir import DType, Value, ops

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+
 from ember.frontend.onnx.context import Context, Converter, OnnxNode
 from ember.ir import DType, Value, ops
 

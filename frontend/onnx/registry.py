@@ -3,7 +3,18 @@
 from __future__ import annotations
 
 from ember.frontend.onnx import (
-    conv, elementwise, index, nn, qlinear, quant, reduce, resize, rnn, shape, sliding, spectral,
+    conv,
+    elementwise,
+    index,
+    nn,
+    qlinear,
+    quant,
+    reduce,
+    resize,
+    rnn,
+    shape,
+    sliding,
+    spectral,
 )  # fmt: skip
 from ember.frontend.onnx.context import Converter
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+
 from ember.frontend.onnx.context import Context, Converter, OnnxNode
 from ember.ir import DType, Value, ops
 from ember.ir.ops._shapes import norm_axis

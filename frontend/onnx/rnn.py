@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
 from ember.frontend.onnx.context import Context, Converter, OnnxNode
 from ember.frontend.onnx.shape import reshape
 from ember.ir import Value, ops

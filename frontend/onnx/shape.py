@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import sympy
+
 from ember.errors import UnsupportedError
 from ember.frontend.onnx.context import Context, Converter, OnnxNode, onnx_dtype
 from ember.ir import DType, Value, ops

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+
 from ember.frontend.onnx.context import Context, Converter, OnnxNode
 from ember.frontend.onnx.shape import reshape
 from ember.ir import DType, Value, ops

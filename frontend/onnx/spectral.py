@@ -4,6 +4,7 @@ input, zero-padded or truncated to dft_length, onesided, inverse)."""
 from __future__ import annotations
 
 import numpy as np
+
 from ember.frontend.onnx.context import Context, Converter, OnnxNode
 from ember.frontend.onnx.resize import along_axis
 from ember.frontend.onnx.shape import reshape

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import sympy
+
 from ember.frontend.torch.dtypes import promote, to_dtype
 from ember.ir import Builder, DType, Loc, Op, Value
 from ember.ir.ops import Cast, Reshape

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from ember.errors import UnsupportedError
 from ember.ir import DType
 

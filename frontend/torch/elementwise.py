@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+
 from ember.errors import UnsupportedError
 from ember.frontend.torch.context import Context, Scalar
 from ember.frontend.torch.registry import converter

@@ -9,6 +9,7 @@ from typing import Any
 
 import sympy
 import torch
+
 from ember.errors import EmberError, UnsupportedError
 from ember.frontend.torch.importer import TorchImport, from_exported_program, mutated_targets
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+
 from ember.frontend.torch.context import Context
 from ember.frontend.torch.dtypes import to_dtype, to_numpy
 from ember.frontend.torch.export import KEEP_WHOLE

@@ -13,6 +13,8 @@ from typing import Any
 
 import sympy
 import torch
+from torch.export.graph_signature import InputKind, OutputKind
+
 from ember.errors import EmberError, UnsupportedError
 from ember.frontend.torch import (  # noqa: F401  (each module fills the converter table)
     creation,
@@ -28,7 +30,6 @@ from ember.frontend.torch.context import Context
 from ember.frontend.torch.dtypes import to_dtype, to_numpy
 from ember.frontend.torch.registry import lookup, op_name
 from ember.ir import Builder, Graph, Loc, Value, sym
-from torch.export.graph_signature import InputKind, OutputKind
 
 __all__ = ["TorchImport", "convert_graph", "from_exported_program"]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+
 from ember.frontend.torch.context import Context
 from ember.frontend.torch.elementwise import binary
 from ember.frontend.torch.registry import converter

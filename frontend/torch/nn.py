@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 import torch
+
 from ember.errors import UnsupportedError
 from ember.frontend.torch.context import Context
 from ember.frontend.torch.elementwise import binary

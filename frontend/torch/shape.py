@@ -8,6 +8,7 @@ from typing import Any
 
 import sympy
 import torch
+
 from ember.frontend.torch.context import Context
 from ember.frontend.torch.registry import converter
 from ember.ir import DType, Value

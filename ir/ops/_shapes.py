@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import sympy
+
 from ember.errors import ShapeError
 from ember.ir.types import Dim
 

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import sympy
+
 from ember.ir.op import Op, register_op
 from ember.ir.types import Dim, TensorType
 

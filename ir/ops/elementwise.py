@@ -9,6 +9,7 @@ from dataclasses import dataclass, make_dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+
 from ember.ir.op import Op, register_op
 from ember.ir.ops._shapes import broadcast_shapes, is_unit
 from ember.ir.types import DType, TensorType

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+
 from ember.ir.op import Op, register_op
 from ember.ir.types import TensorType
 

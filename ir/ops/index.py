@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+
 from ember.ir.op import Op, register_op
 from ember.ir.ops._shapes import norm_axis
 from ember.ir.types import Dim, DType, TensorType

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import sympy
+
 from ember.ir.op import Op, register_op
 from ember.ir.ops.conv import _strided, window_out_dim
 from ember.ir.types import Dim, TensorType

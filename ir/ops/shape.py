@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import sympy
+
 from ember.ir.op import Op, register_op
 from ember.ir.ops._shapes import broadcast_shapes, dims_equal, norm_axis
 from ember.ir.types import Dim, DType, TensorType

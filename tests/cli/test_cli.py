@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ember.cli import main
 
+from ember.cli import main
 from tests.cli.tiny_models import write_onnx
 
 HERE = Path(__file__).resolve().parent

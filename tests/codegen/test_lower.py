@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import sympy
+
 from ember.codegen.build import build
 from ember.codegen.lower import _to_tir
 from ember.codegen.target import host_cpu, resolve_target
@@ -12,7 +13,6 @@ from ember.errors import CodegenError
 from ember.ir import Builder, interpret, sym
 from ember.ir.ops import Concat, MatMul, Reshape, Slice, Softmax
 from ember.runtime import Executor
-
 from tests.helpers import assert_close
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tvm
+
 from ember.codegen.build import build, fuse
 from ember.codegen.cpu_elementwise import Elementwise
 from ember.codegen.cpu_fallback import Fallback
@@ -28,7 +29,6 @@ from ember.ir.ops import (
     Transpose,
 )
 from ember.runtime import Executor
-
 from tests.helpers import assert_close
 
 RULES = {

@@ -14,10 +14,11 @@ import pytest
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
 from ember.errors import EmberError, InputError, UnsupportedError  # noqa: E402
 from ember.frontend.onnx import ConstantInputError, from_onnx  # noqa: E402
 from ember.ir import interpret, ops, sym  # noqa: E402
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 F32 = TensorProto.FLOAT
 

@@ -10,11 +10,12 @@ import pytest
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
 import ember  # noqa: E402
 from ember.errors import UnsupportedError  # noqa: E402
 from ember.frontend.onnx import ConstantInputError, from_onnx  # noqa: E402
 from ember.ir import interpret  # noqa: E402
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 F32, I64 = TensorProto.FLOAT, TensorProto.INT64
 

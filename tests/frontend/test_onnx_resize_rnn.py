@@ -9,13 +9,14 @@ import pytest
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from onnx.reference import ReferenceEvaluator  # noqa: E402
+
 import ember  # noqa: E402
 from ember.errors import UnsupportedError  # noqa: E402
 from ember.frontend.onnx import from_onnx  # noqa: E402
 from ember.frontend.onnx.resize import ResizeSpec, axis_weights  # noqa: E402
 from ember.ir import interpret  # noqa: E402
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
-from onnx.reference import ReferenceEvaluator  # noqa: E402
 
 F32 = TensorProto.FLOAT
 

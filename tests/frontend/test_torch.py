@@ -15,7 +15,6 @@ F = torch.nn.functional
 from ember.errors import EmberError, UnsupportedError  # noqa: E402
 from ember.frontend.torch import ExportError, from_exported_program, from_fx, import_module  # noqa: E402
 from ember.ir import interpret, sym, verify  # noqa: E402
-
 from tests.helpers import assert_rel_close  # noqa: E402
 
 
@@ -248,5 +247,7 @@ def test_in_place_updates_are_refused_with_a_fix():
             self.seen.add_(1)
             return x * 2
 
-    with pytest.raises(UnsupportedError, match=r"Counter updates seen in place; .* Return the new value"):
+    with pytest.raises(
+        UnsupportedError, match=r"Counter updates seen in place; .* Return the new value"
+    ):
         import_module(Counter(), (torch.ones(2),))

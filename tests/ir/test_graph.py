@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from ember.errors import InputError, ShapeError, VerifyError
 from ember.ir import (
     Builder,
@@ -18,7 +19,6 @@ from ember.ir import (
     verify,
 )
 from ember.ir.ops import Add, MatMul, Reshape, Slice, Softmax, Split
-
 from tests.helpers import assert_close
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from ember.ir import ops as O
 from ember.ir.op import Op
 

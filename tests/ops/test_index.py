@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from ember.ir import TensorType
 from ember.ir.ops import (
     CumProd,
@@ -16,7 +17,6 @@ from ember.ir.ops import (
     TopK,
     Trilu,
 )  # fmt: skip
-
 from tests.helpers import assert_close, run_compute
 
 torch = pytest.importorskip("torch")

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from ember.errors import ShapeError
 from ember.ir import TensorType, sym
 from ember.ir.ops import GroupedMm, Histc
-
 from tests.helpers import assert_close, run_compute
 
 

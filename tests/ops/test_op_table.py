@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from ember.codegen.build import build
 from ember.ir import Builder, Graph, interpret
 from ember.runtime import Executor
-
 from tests.helpers import assert_close
 from tests.ops.samples import SAMPLES, Sample
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from ember.ir.ops import MaxPoolIndices
 
+from ember.ir.ops import MaxPoolIndices
 from tests.helpers import run_compute
 
 torch = pytest.importorskip("torch")

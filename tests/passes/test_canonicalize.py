@@ -3,7 +3,6 @@ from __future__ import annotations
 from ember.ir import Builder, Graph, sym
 from ember.ir.ops import Cast, Exp, Reshape, Transpose
 from ember.passes.canonicalize import canonicalize
-
 from tests.helpers import check_pass
 
 

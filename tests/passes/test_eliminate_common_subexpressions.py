@@ -3,7 +3,6 @@ from __future__ import annotations
 from ember.ir import Builder, Graph
 from ember.ir.ops import Add, Exp, Softmax
 from ember.passes.eliminate_common_subexpressions import eliminate_common_subexpressions
-
 from tests.helpers import check_pass
 
 

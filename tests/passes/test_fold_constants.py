@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 import numpy as np
+
 from ember.ir import Builder, Graph
 from ember.ir.ops import Add, Mul, Transpose
 from ember.passes.fold_constants import fold_constants
-
 from tests.helpers import check_pass
 
 W = np.arange(6, dtype=np.float32).reshape(2, 3)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from ember.errors import PassError
 from ember.ir import Builder, Graph
 from ember.ir.ops import Exp, Transpose

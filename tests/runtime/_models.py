@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from ember.ir import Builder, Graph, sym
 from ember.ir.ops import Add, Exp, MatMul
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from ember.api import compile_graph
 
+from ember.api import compile_graph
 from tests.runtime._models import two_input_graph
 
 

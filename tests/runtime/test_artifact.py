@@ -9,15 +9,15 @@ import sys
 import textwrap
 from pathlib import Path
 
-import ember
-import ember.runtime
 import numpy as np
 import pytest
+
+import ember
+import ember.runtime
 from ember.codegen.build import build
 from ember.codegen.export import export_library, graph_metadata
 from ember.errors import ArtifactError, EmberError, InputError
 from ember.runtime.library import read_metadata
-
 from tests.runtime._models import WEIGHT, two_input_graph
 
 

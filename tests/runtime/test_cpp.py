@@ -9,9 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import ember.runtime
 import numpy as np
 import pytest
+
+import ember.runtime
 
 CPP = Path(__file__).resolve().parents[2] / "runtime" / "cpp"
 
