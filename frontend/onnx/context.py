@@ -59,6 +59,13 @@ class OnnxNode:
     def input(self, i: int) -> Value | None:
         return self.inputs[i] if i < len(self.inputs) else None
 
+    def required(self, i: int) -> Value:
+        """Input i, which this converter needs; UnsupportedError when the model omits it."""
+        v = self.input(i)
+        if v is None:
+            raise self.unsupported(f"input {i}", None)
+        return v
+
     def attr(self, name: str, default: Any = None) -> Any:
         return self.attrs.get(name, default)
 

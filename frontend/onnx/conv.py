@@ -10,13 +10,6 @@ from ember.ir import Value, ops
 __all__ = ["CONVERTERS"]
 
 
-def _in(node: OnnxNode, i: int) -> Value:
-    v = node.input(i)
-    if v is None:
-        raise node.unsupported(f"input {i}", None)
-    return v
-
-
 def _pads(node: OnnxNode, x: Value, kernel: tuple[int, ...], strides: tuple[int, ...],
           dilations: tuple[int, ...]) -> tuple[int, ...]:  # fmt: skip
     """Explicit pads, or the ones auto_pad implies (SAME_* keep ceil(size / stride) outputs)."""
@@ -54,7 +47,7 @@ def _bias(ctx: Context, out: Value, bias: Value | None) -> Value:
 
 
 def _conv(ctx: Context, node: OnnxNode) -> Value:
-    x, w = _in(node, 0), _in(node, 1)
+    x, w = node.required(0), node.required(1)
     kernel = tuple(int(k) for k in w.type.shape[2:])
     strides, pads, dilations = _window(node, x, kernel)
     out = ctx.emit(ops.Conv(strides, pads, dilations, node.attr("group", 1)), x, w)
@@ -62,7 +55,7 @@ def _conv(ctx: Context, node: OnnxNode) -> Value:
 
 
 def _conv_transpose(ctx: Context, node: OnnxNode) -> Value:
-    x, w = _in(node, 0), _in(node, 1)
+    x, w = node.required(0), node.required(1)
     kernel = tuple(int(k) for k in w.type.shape[2:])
     spatial = len(kernel)
     strides = tuple(node.attr("strides", (1,) * spatial))
@@ -99,7 +92,7 @@ def _conv_transpose(ctx: Context, node: OnnxNode) -> Value:
 
 def _pool(kind: str) -> Converter:
     def convert(ctx: Context, node: OnnxNode) -> Value | list[Value]:
-        x = _in(node, 0)
+        x = node.required(0)
         kernel = tuple(node.attr("kernel_shape"))
         strides, pads, dilations = _window(node, x, kernel)
         ceil = bool(node.attr("ceil_mode", 0))
@@ -122,14 +115,14 @@ def _pool(kind: str) -> Converter:
 
 def _global(op: type[ops.ReduceOp]) -> Converter:
     def convert(ctx: Context, node: OnnxNode) -> Value:
-        x = _in(node, 0)
+        x = node.required(0)
         return reduce(ctx, op, x, tuple(range(2, x.type.rank)), True)
 
     return convert
 
 
 def _global_lp(ctx: Context, node: OnnxNode) -> Value:
-    x = _in(node, 0)
+    x = node.required(0)
     p = node.attr("p", 2)
     powered = ctx.emit(ops.Pow(), ctx.emit(ops.Abs(), x), ctx.scalar(p, x.type.dtype))
     total = reduce(ctx, ops.ReduceSum, powered, tuple(range(2, x.type.rank)), True)

@@ -14,26 +14,19 @@ from ember.ir.ops._shapes import norm_axis
 __all__ = ["CONVERTERS"]
 
 
-def _in(node: OnnxNode, i: int) -> Value:
-    v = node.input(i)
-    if v is None:
-        raise node.unsupported(f"input {i}", None)
-    return v
-
-
 def _int(ctx: Context, node: OnnxNode, i: int, what: str) -> int:
-    return int(ctx.static(_in(node, i), node, what).reshape(-1)[0])
+    return int(ctx.static(node.required(i), node, what).reshape(-1)[0])
 
 
 def _scatter_elements(ctx: Context, node: OnnxNode) -> Value:
     op = ops.ScatterElements(node.attr("axis", 0), node.attr("reduction", "none"))
-    return ctx.emit(op, _in(node, 0), _in(node, 1), _in(node, 2))
+    return ctx.emit(op, node.required(0), node.required(1), node.required(2))
 
 
 def _one_hot(ctx: Context, node: OnnxNode) -> Value:
-    indices = _in(node, 0)
-    depth = int(ctx.static(_in(node, 1), node, "depth").reshape(-1)[0])
-    values = ctx.static(_in(node, 2), node, "values")
+    indices = node.required(0)
+    depth = int(ctx.static(node.required(1), node, "depth").reshape(-1)[0])
+    values = ctx.static(node.required(2), node, "values")
     if not indices.type.dtype.is_int:
         indices = ctx.cast(indices, DType.int64)
     dtype = DType.of(values.dtype)
@@ -43,29 +36,29 @@ def _one_hot(ctx: Context, node: OnnxNode) -> Value:
 
 
 def _topk(ctx: Context, node: OnnxNode) -> Sequence[Value]:
-    x = _in(node, 0)
+    x = node.required(0)
     k = _int(ctx, node, 1, "K")
     return ctx.emit_multi(ops.TopK(k, node.attr("axis", -1), bool(node.attr("largest", 1))), x)
 
 
 def _trilu(ctx: Context, node: OnnxNode) -> Value:
     k = _int(ctx, node, 1, "k") if node.input(1) is not None else 0
-    return ctx.emit(ops.Trilu(bool(node.attr("upper", 1)), k), _in(node, 0))
+    return ctx.emit(ops.Trilu(bool(node.attr("upper", 1)), k), node.required(0))
 
 
 def _scan(op: type[ops.CumSum] | type[ops.CumProd]) -> Converter:
     def convert(ctx: Context, node: OnnxNode) -> Value:
         axis = _int(ctx, node, 1, "axis")
         flags = bool(node.attr("exclusive", 0)), bool(node.attr("reverse", 0))
-        return ctx.emit(op(axis, *flags), _in(node, 0))
+        return ctx.emit(op(axis, *flags), node.required(0))
 
     return convert
 
 
 def _pad(ctx: Context, node: OnnxNode) -> Value:
-    x = _in(node, 0)
+    x = node.required(0)
     rank = x.type.rank
-    pads = [int(p) for p in ctx.static(_in(node, 1), node, "pads").reshape(-1)]
+    pads = [int(p) for p in ctx.static(node.required(1), node, "pads").reshape(-1)]
     value_in = node.input(2)
     value = (
         ctx.static(value_in, node, "constant_value").reshape(-1)[0].item()
@@ -87,16 +80,16 @@ def _pad(ctx: Context, node: OnnxNode) -> Value:
 
 
 def _gather_nd(ctx: Context, node: OnnxNode) -> Value:
-    return ctx.emit(ops.GatherNd(node.attr("batch_dims", 0)), _in(node, 0), _in(node, 1))
+    return ctx.emit(ops.GatherNd(node.attr("batch_dims", 0)), node.required(0), node.required(1))
 
 
 def _scatter_nd(ctx: Context, node: OnnxNode) -> Value:
     op = ops.ScatterNd(node.attr("reduction", "none"))
-    return ctx.emit(op, _in(node, 0), _in(node, 1), _in(node, 2))
+    return ctx.emit(op, node.required(0), node.required(1), node.required(2))
 
 
 def _compress(ctx: Context, node: OnnxNode) -> Value:
-    x, condition = _in(node, 0), ctx.static(_in(node, 1), node, "condition")
+    x, condition = node.required(0), ctx.static(node.required(1), node, "condition")
     axis = node.attr("axis")
     keep = np.nonzero(condition)[0].astype(np.int64)
     if axis is None:
@@ -107,8 +100,8 @@ def _compress(ctx: Context, node: OnnxNode) -> Value:
 
 def _reverse_sequence(ctx: Context, node: OnnxNode) -> Value:
     """Each batch entry's first sequence_lens[b] time steps reversed: a constant gather."""
-    x = _in(node, 0)
-    lengths = ctx.static(_in(node, 1), node, "sequence_lens").astype(np.int64)
+    x = node.required(0)
+    lengths = ctx.static(node.required(1), node, "sequence_lens").astype(np.int64)
     batch_axis, time_axis = node.attr("batch_axis", 1), node.attr("time_axis", 0)
     if not x.type.is_static:
         raise node.unsupported("input", str(x.type))
@@ -124,7 +117,7 @@ def _reverse_sequence(ctx: Context, node: OnnxNode) -> Value:
 CONVERTERS: dict[str, Converter] = {
     "ReverseSequence": _reverse_sequence,
     "GatherElements": lambda ctx, node: ctx.emit(
-        ops.GatherElements(node.attr("axis", 0)), _in(node, 0), _in(node, 1)
+        ops.GatherElements(node.attr("axis", 0)), node.required(0), node.required(1)
     ),
     "GatherND": _gather_nd,
     "ScatterElements": _scatter_elements,

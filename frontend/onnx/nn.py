@@ -13,13 +13,6 @@ from ember.ir.ops._shapes import norm_axis
 __all__ = ["CONVERTERS", "matmul"]
 
 
-def _in(node: OnnxNode, i: int) -> Value:
-    v = node.input(i)
-    if v is None:
-        raise node.unsupported(f"input {i}", None)
-    return v
-
-
 def matmul(ctx: Context, x: Value, y: Value) -> Value:
     """numpy matmul: 1-D operands are lifted to matrices and the added axis dropped."""
     lx = reshape(ctx, x, (1, *x.type.shape)) if x.type.rank == 1 else x
@@ -34,11 +27,11 @@ def matmul(ctx: Context, x: Value, y: Value) -> Value:
 
 
 def _softmax(op: type[ops.Softmax] | type[ops.LogSoftmax]) -> Converter:
-    return lambda ctx, node: ctx.emit(op(node.attr("axis", -1)), _in(node, 0))
+    return lambda ctx, node: ctx.emit(op(node.attr("axis", -1)), node.required(0))
 
 
 def _hardmax(ctx: Context, node: OnnxNode) -> Value:
-    x = _in(node, 0)
+    x = node.required(0)
     axis = norm_axis("Hardmax", node.attr("axis", -1), x.type.rank)
     depth = x.type.shape[axis]
     if not isinstance(depth, int):
@@ -48,7 +41,7 @@ def _hardmax(ctx: Context, node: OnnxNode) -> Value:
 
 
 def _gemm(ctx: Context, node: OnnxNode) -> Value:
-    a, b = _in(node, 0), _in(node, 1)
+    a, b = node.required(0), node.required(1)
     if node.attr("transA", 0):
         a = ctx.emit(ops.Transpose((1, 0)), a)
     if node.attr("transB", 0):
@@ -90,7 +83,7 @@ def _stash(node: OnnxNode, x: Value) -> DType:
 
 
 def _layer_norm(ctx: Context, node: OnnxNode) -> Sequence[Value]:
-    x, scale, bias = _in(node, 0), node.input(1), node.input(2)
+    x, scale, bias = node.required(0), node.input(1), node.input(2)
     axis = norm_axis("LayerNormalization", node.attr("axis", -1), x.type.rank)
     eps = node.attr("epsilon", 1e-5)
     axes = range(axis, x.type.rank)
@@ -101,7 +94,7 @@ def _layer_norm(ctx: Context, node: OnnxNode) -> Sequence[Value]:
 
 
 def _rms_norm(ctx: Context, node: OnnxNode) -> Value:
-    x, scale = _in(node, 0), node.input(1)
+    x, scale = node.required(0), node.input(1)
     axis = norm_axis("RMSNormalization", node.attr("axis", -1), x.type.rank)
     wide = ctx.cast(x, _stash(node, x))
     square = reduce(
@@ -122,8 +115,8 @@ def _channel(ctx: Context, v: Value | None, rank: int) -> Value | None:
 def _batch_norm(ctx: Context, node: OnnxNode) -> Value:
     if node.attr("training_mode", 0):
         raise node.unsupported("training_mode", 1)
-    x = _in(node, 0)
-    scale, bias, mean, var = (_channel(ctx, _in(node, i), x.type.rank) for i in range(1, 5))
+    x = node.required(0)
+    scale, bias, mean, var = (_channel(ctx, node.required(i), x.type.rank) for i in range(1, 5))
     if mean is None or var is None:
         raise node.unsupported("inputs", "mean and var are required")
     eps = ctx.scalar(node.attr("epsilon", 1e-5), var.type.dtype)
@@ -133,7 +126,7 @@ def _batch_norm(ctx: Context, node: OnnxNode) -> Value:
 
 
 def _instance_norm(ctx: Context, node: OnnxNode) -> Value:
-    x = _in(node, 0)
+    x = node.required(0)
     rank = x.type.rank
     normalized, _, _ = normalize(ctx, x, range(2, rank), node.attr("epsilon", 1e-5))
     return _affine(
@@ -142,7 +135,7 @@ def _instance_norm(ctx: Context, node: OnnxNode) -> Value:
 
 
 def _group_norm(ctx: Context, node: OnnxNode) -> Value:
-    x = _in(node, 0)
+    x = node.required(0)
     n = x.type.shape[0]
     groups = node.attr("num_groups")
     grouped = reshape(ctx, x, (n, groups, -1))
@@ -154,7 +147,7 @@ def _group_norm(ctx: Context, node: OnnxNode) -> Value:
 
 
 def _mvn(ctx: Context, node: OnnxNode) -> Value:
-    x = _in(node, 0)
+    x = node.required(0)
     axes = tuple(node.attr("axes", (0, 2, 3)))
     mean = reduce(ctx, ops.ReduceMean, x, axes, True)
     centered = ctx.emit(ops.Sub(), x, mean)
@@ -164,7 +157,7 @@ def _mvn(ctx: Context, node: OnnxNode) -> Value:
 
 
 def _lp_norm(ctx: Context, node: OnnxNode) -> Value:
-    x = _in(node, 0)
+    x = node.required(0)
     axis, p = node.attr("axis", -1), node.attr("p", 2)
     if p == 1:
         norm = reduce(ctx, ops.ReduceSum, ctx.emit(ops.Abs(), x), (axis,), True)
@@ -187,7 +180,7 @@ CONVERTERS: dict[str, Converter] = {
     "Softmax": _softmax(ops.Softmax),
     "LogSoftmax": _softmax(ops.LogSoftmax),
     "Hardmax": _hardmax,
-    "MatMul": lambda ctx, node: matmul(ctx, _in(node, 0), _in(node, 1)),
+    "MatMul": lambda ctx, node: matmul(ctx, node.required(0), node.required(1)),
     "Gemm": _gemm,
     "LayerNormalization": _layer_norm,
     "RMSNormalization": _rms_norm,

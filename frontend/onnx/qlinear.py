@@ -15,13 +15,6 @@ from ember.ir import DType, Value, ops
 __all__ = ["CONVERTERS"]
 
 
-def _in(node: OnnxNode, i: int) -> Value:
-    v = node.input(i)
-    if v is None:
-        raise node.unsupported(f"input {i}", None)
-    return v
-
-
 def _shifted(ctx: Context, x: Value, zero: Value | None, shape: tuple[int, ...]) -> Value:
     """float32(x - zero); a vector zero point is reshaped to `shape` to broadcast."""
     wide = ctx.cast(x, DType.float32)
@@ -57,7 +50,7 @@ def _integer_result(ctx: Context, acc: Value) -> Value:
 
 
 def _matmul_integer(ctx: Context, node: OnnxNode) -> Value:
-    a, b = _in(node, 0), _in(node, 1)
+    a, b = node.required(0), node.required(1)
     acc = matmul(
         ctx, _shifted(ctx, a, node.input(2), (-1, 1)), _shifted(ctx, b, node.input(3), (-1,))
     )
@@ -65,11 +58,11 @@ def _matmul_integer(ctx: Context, node: OnnxNode) -> Value:
 
 
 def _qlinear_matmul(ctx: Context, node: OnnxNode) -> Value:
-    a, b = _in(node, 0), _in(node, 3)
+    a, b = node.required(0), node.required(3)
     acc = matmul(
         ctx, _shifted(ctx, a, node.input(2), (-1, 1)), _shifted(ctx, b, node.input(5), (-1,))
     )
-    return _requantize(ctx, acc, [_in(node, 1), _in(node, 4)], [(-1, 1), (-1,)], _in(node, 6),
+    return _requantize(ctx, acc, [node.required(1), node.required(4)], [(-1, 1), (-1,)], node.required(6),
                        node.input(7))  # fmt: skip
 
 
@@ -82,7 +75,7 @@ def _conv_of(ctx: Context, node: OnnxNode, x: Value, w: Value, bias: Value | Non
 
 
 def _conv_integer(ctx: Context, node: OnnxNode) -> Value:
-    x, w = _in(node, 0), _in(node, 1)
+    x, w = node.required(0), node.required(1)
     per_channel = (-1,) + (1,) * (w.type.rank - 1)
     xs = _shifted(ctx, x, node.input(2), ())
     return _integer_result(
@@ -91,12 +84,12 @@ def _conv_integer(ctx: Context, node: OnnxNode) -> Value:
 
 
 def _qlinear_conv(ctx: Context, node: OnnxNode) -> Value:
-    x, w = _in(node, 0), _in(node, 3)
+    x, w = node.required(0), node.required(3)
     per_channel = (-1,) + (1,) * (w.type.rank - 1)
     xs, ws = _shifted(ctx, x, node.input(2), ()), _shifted(ctx, w, node.input(5), per_channel)
     acc = _conv_of(ctx, node, xs, ws, node.input(8))
     out_channel = (-1,) + (1,) * (x.type.rank - 2)
-    return _requantize(ctx, acc, [_in(node, 1), _in(node, 4)], [(), out_channel], _in(node, 6),
+    return _requantize(ctx, acc, [node.required(1), node.required(4)], [(), out_channel], node.required(6),
                        node.input(7))  # fmt: skip
 
 

@@ -13,13 +13,6 @@ from ember.ir.ops._shapes import norm_axis
 __all__ = ["CONVERTERS"]
 
 
-def _in(node: OnnxNode, i: int) -> Value:
-    v = node.input(i)
-    if v is None:
-        raise node.unsupported(f"input {i}", None)
-    return v
-
-
 def _per_axis(ctx: Context, node: OnnxNode, v: Value, rank: int) -> Value:
     """A scale or zero point broadcast against the data: a scalar, or a vector along `axis`."""
     if node.attr("block_size", 0):
@@ -31,7 +24,7 @@ def _per_axis(ctx: Context, node: OnnxNode, v: Value, rank: int) -> Value:
 
 
 def _dequantize(ctx: Context, node: OnnxNode) -> Value:
-    x, scale, zero = _in(node, 0), _in(node, 1), node.input(2)
+    x, scale, zero = node.required(0), node.required(1), node.input(2)
     wide = ctx.cast(x, DType.float32)
     if zero is not None:
         wide = ctx.emit(
@@ -45,7 +38,7 @@ def _dequantize(ctx: Context, node: OnnxNode) -> Value:
 
 
 def _quantize(ctx: Context, node: OnnxNode) -> Value:
-    x, scale, zero = _in(node, 0), _in(node, 1), node.input(2)
+    x, scale, zero = node.required(0), node.required(1), node.input(2)
     target = node.attr("output_dtype", 0)
     dtype = (
         onnx_dtype(target, node.op_type)
