@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,12 +58,15 @@ def build(
     schedule: bool = True,
     fast_math: bool = True,
     database: Any | None = None,
+    zero_shot: Callable[[Any, dict[str, Any]], Any] | None = None,
 ) -> BuildResult:
     """Compile `g`; `schedule=False` keeps TVM's unscheduled TIR (the baseline), and
     `fast_math=False` keeps libm's float32 exp/erf/tanh/sigmoid on CPUs (codegen/fast_math.py).
 
     `database` (a MetaSchedule Database, looked up by the caller) supplies tuned schedules: each
     kernel with a record gets its best one, the others ember's default schedules.
+    `zero_shot(mod, spec)` (`ember.autotune.zero_shot`, passed in by the caller) may schedule
+    kernels without records by the cost model first, on CPUs.
     """
     spec = resolve_target(target)
     tgt = tvm.target.Target(spec)
@@ -84,7 +88,7 @@ def build(
             if fast_math and spec["kind"] == "llvm":  # GPUs have fast hardware exp/tanh already
                 mod = use_fast_math(mod)
             if schedule:
-                mod = _apply_schedules(mod, spec, tgt, database)
+                mod = _apply_schedules(mod, spec, tgt, database, zero_shot)
             times["schedule"] = time.perf_counter() - start
         start = time.perf_counter()
         executable = tvm.compile(mod, tgt)
@@ -102,7 +106,8 @@ def build(
     return BuildResult(executable, spec, times)
 
 
-def _apply_schedules(mod: Any, spec: dict[str, Any], tgt: Any, database: Any | None) -> Any:
+def _apply_schedules(mod: Any, spec: dict[str, Any], tgt: Any, database: Any | None,
+                     zero_shot: Callable[[Any, dict[str, Any]], Any] | None) -> Any:  # fmt: skip
     if database is not None:  # marks the kernels it schedules: the default rules skip them
         with database:
             mod = relax.transform.MetaScheduleApplyDatabase()(mod)
@@ -110,6 +115,8 @@ def _apply_schedules(mod: Any, spec: dict[str, Any], tgt: Any, database: Any | N
     if spec["kind"] == "llvm":
         from tvm.s_tir import dlight
 
+        if zero_shot is not None:  # marks the kernels it schedules, like the database
+            mod = zero_shot(mod, spec)
         return dlight.ApplyDefaultSchedule(*rules)(mod)
     return schedule_gpu(mod, rules, tgt)
 
