@@ -10,6 +10,7 @@ import tvm
 from ember.codegen.build import build, fuse
 from ember.codegen.cpu_elementwise import Elementwise
 from ember.codegen.cpu_fallback import Fallback
+from ember.codegen.cpu_gemv import GEMV
 from ember.codegen.cpu_matmul import Matmul
 from ember.codegen.cpu_reduction import RowReduction
 from ember.codegen.lower import to_relax
@@ -25,6 +26,7 @@ from ember.ir.ops import (
     Mul,
     ReduceMax,
     ReduceSum,
+    Sigmoid,
     Softmax,
     Transpose,
 )
@@ -235,3 +237,19 @@ def test_length_one_reduction_is_not_treated_as_elementwise(rng):
     arrays = [rng.standard_normal(v.type.shape).astype(np.float32) for v in g.inputs]
     got = compile_graph(g, cache=False).run(arrays)[0].numpy()
     np.testing.assert_allclose(got, interpret(g, *arrays)[0], rtol=1e-5, atol=1e-6)
+
+
+def test_gemv_gate_keeps_reduction_loops_rolled(rng):
+    """A [256, 128] @ [128, 1] router gate (Qwen2-MoE): dlight's full unroll of the reduction inside
+    a 128-lane vector loop took LLVM minutes; ember's GEMV drops the unroll and stays correct."""
+    b = Builder()
+    x = b.input((256, 128), "float32", "x")
+    gate = b.emit(MatMul(), x, b.const(rng.standard_normal((128, 1)).astype(np.float32)))
+    b.output(b.emit(Sigmoid(), gate))
+    g = b.build()
+    target = tvm.target.Target(host_cpu())
+    (func,) = [f for f in _fused(g) if GEMV().apply(f, target, False) is not None]
+    script = GEMV().apply(func, target, False).mod.script()
+    assert "vectorized" in script
+    assert "pragma_auto_unroll_max_step" not in script
+    _check(g, rng.standard_normal((256, 128)).astype(np.float32), atol=1e-5)
