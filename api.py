@@ -10,7 +10,7 @@ import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cache, cached_property
+from functools import cache, cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -85,11 +85,14 @@ def compile_graph(
     *,
     cache: bool | None = None,
     tuning_records: Any = None,
+    zero_shot: str = "off",
 ) -> Program:
     """Optimize and build an ember graph; `cache` (default: EMBER_CACHE) reuses on-disk builds.
 
     `tuning_records` (a database path or URL, or a database from `ember.autotune`) gives kernels
     their best tuned schedules; builds with records skip the on-disk cache, whose key omits them.
+    `zero_shot` ("off", "fallback" or "all", see `ember.autotune.zero_shot`) picks the schedules
+    of kernels without records by ember's cost model; such builds skip the cache too.
     """
     from ember.codegen.build import build
     from ember.codegen.cache import CachedBuild, cached_build
@@ -99,11 +102,18 @@ def compile_graph(
     optimized, pass_times = run_pipeline(g, passes, dump_dir=config.dump_ir_dir())
     use_cache = config.cache_enabled() if cache is None else cache
     names = DEFAULT_PIPELINE if passes is None else passes
-    if tuning_records is not None:
-        from ember.autotune.records import schedule_database
+    if tuning_records is not None or zero_shot != "off":
+        database = None
+        if tuning_records is not None:
+            from ember.autotune.records import schedule_database
 
-        database = schedule_database(tuning_records, target)
-        cached = CachedBuild(build(optimized, target, database=database))
+            database = schedule_database(tuning_records, target)
+        selector = None
+        if zero_shot != "off":
+            from ember.autotune.zero_shot import zero_shot_schedules
+
+            selector = partial(zero_shot_schedules, kernels=zero_shot)
+        cached = CachedBuild(build(optimized, target, database=database, zero_shot=selector))
     else:
         cached = cached_build(optimized, target, names, config.cache_dir() if use_cache else None)
     result = cached.build
@@ -124,9 +134,11 @@ class CompiledModel:
 
     def __init__(self, model: Any, example_inputs: Sequence[Any] | None, *, target: Any,
                  dynamic: Any, passes: Sequence[str] | None,
-                 cache: bool | None = None, tuning_records: Any = None) -> None:  # fmt: skip
+                 cache: bool | None = None, tuning_records: Any = None,
+                 zero_shot: str = "off") -> None:  # fmt: skip
         self.model = model
         self.tuning_records = tuning_records
+        self.zero_shot = zero_shot
         self.target = target
         self.dynamic = dynamic
         self.passes = passes
@@ -168,7 +180,8 @@ class CompiledModel:
 
     def _add(self, g: Graph, out_spec: Any) -> tuple[Program, Any]:
         entry = (compile_graph(g, self.target, self.passes, cache=self.cache,
-                               tuning_records=self.tuning_records), out_spec)  # fmt: skip
+                               tuning_records=self.tuning_records, zero_shot=self.zero_shot),
+                 out_spec)  # fmt: skip
         self._programs.append(entry)
         self.compile_count += 1
         return entry
@@ -296,20 +309,25 @@ def _restore(outputs: list[Any], out_spec: Any, *, as_torch: bool) -> Any:
 
 def compile(model: Any = None, example_inputs: Sequence[Any] | None = None, *, target: Any = "llvm",
             dynamic: Any = None, passes: Sequence[str] | None = None,
-            cache: bool | None = None, tuning_records: Any = None) -> Any:  # fmt: skip
+            cache: bool | None = None, tuning_records: Any = None,
+            zero_shot: str = "off") -> Any:  # fmt: skip
     """Compile a torch nn.Module or function, or an ONNX model (ModelProto or .onnx path).
 
     Works as `ember.compile(model, ...)`, `@ember.compile` and `@ember.compile(target=...)`.
     `cache=False` skips the on-disk compile cache (default: on unless EMBER_CACHE=0).
     `tuning_records` (a path or URL from `ember tune --tuning-records`) applies tuned schedules.
+    `zero_shot="fallback"|"all"` schedules kernels without records by ember's cost model
+    (docs/cost_model.md).
     """
     if model is None:
         return lambda fn: compile(fn, example_inputs, target=target, dynamic=dynamic, passes=passes,
-                                  cache=cache, tuning_records=tuning_records)  # fmt: skip
+                                  cache=cache, tuning_records=tuning_records,
+                                  zero_shot=zero_shot)  # fmt: skip
     if not (_is_onnx(model) or callable(model)):
         raise EmberError(
             f"ember.compile takes a torch nn.Module or function, or an ONNX ModelProto or .onnx path; "
             f"got {type(model).__name__}"
         )
     return CompiledModel(model, example_inputs, target=target, dynamic=dynamic, passes=passes,
-                         cache=cache, tuning_records=tuning_records)  # fmt: skip
+                         cache=cache, tuning_records=tuning_records,
+                         zero_shot=zero_shot)  # fmt: skip

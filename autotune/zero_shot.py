@@ -26,7 +26,13 @@ from ember.autotune.measure import preload_tensor_intrinsics
 from ember.codegen.schedule import default_schedule_rules
 from ember.errors import TuningError
 
-__all__ = ["ZeroShotKernels", "default_candidate", "sample_candidates", "zero_shot_schedules"]
+__all__ = [
+    "ZeroShotKernels",
+    "default_candidate",
+    "kernels_to_schedule",
+    "sample_candidates",
+    "zero_shot_schedules",
+]
 
 log = logging.getLogger(__name__)
 
@@ -81,13 +87,13 @@ def zero_shot_schedules(
         raise TuningError(f"zero_shot must be 'off', 'fallback' or 'all', got {kernels!r}")
     if spec["kind"] != "llvm":
         return mod
+    chosen_kernels = kernels_to_schedule(mod, spec, kernels)
+    if not chosen_kernels:
+        return mod
     tgt = tvm.target.Target(spec)
     model = EmberCostModel(spec, load_pretrained())
-    specific = default_schedule_rules(spec)[:-1]  # all but the generic Fallback
     updates = {}
-    for gv, func in mod.functions_items():
-        if not _schedulable(func) or (kernels == "fallback" and _matches(func, specific, tgt)):
-            continue
+    for gv, func in chosen_kernels:
         chosen = _choose(func, spec, tgt, model, candidates, seed)
         if chosen is not None:
             updates[gv] = chosen.with_attr(_SCHEDULED, True)
@@ -95,6 +101,17 @@ def zero_shot_schedules(
         mod[gv] = func
     log.info("zero-shot scheduled %d kernels", len(updates))
     return mod
+
+
+def kernels_to_schedule(mod: Any, spec: dict[str, Any], kernels: ZeroShotKernels) -> list[Any]:
+    """(global var, function) of each kernel that `kernels` selects for zero-shot scheduling."""
+    tgt = tvm.target.Target(spec)
+    specific = default_schedule_rules(spec)[:-1]  # all but the generic Fallback
+    return [
+        (gv, func)
+        for gv, func in mod.functions_items()
+        if _schedulable(func) and (kernels == "all" or not _matches(func, specific, tgt))
+    ]
 
 
 def _schedulable(func: Any) -> bool:
