@@ -12,7 +12,7 @@ from typing import Any
 from ember.errors import EmberError
 
 __version__ = "0.1.0"
-__all__ = ["EmberError", "__version__", "compile"]
+__all__ = ["EmberError", "QuantConfig", "__version__", "compile"]
 
 
 def __getattr__(name: str) -> Any:
@@ -20,4 +20,8 @@ def __getattr__(name: str) -> Any:
         from ember.api import compile
 
         return compile
+    if name == "QuantConfig":
+        from ember.quantize import QuantConfig
+
+        return QuantConfig
     raise AttributeError(f"module 'ember' has no attribute {name!r}")

@@ -86,6 +86,7 @@ def compile_graph(
     cache: bool | None = None,
     tuning_records: Any = None,
     zero_shot: str = "off",
+    quantize: Any = None,
 ) -> Program:
     """Optimize and build an ember graph; `cache` (default: EMBER_CACHE) reuses on-disk builds.
 
@@ -93,6 +94,7 @@ def compile_graph(
     their best tuned schedules; builds with records skip the on-disk cache, whose key omits them.
     `zero_shot` ("off", "fallback" or "all", see `ember.autotune.zero_shot`) picks the schedules
     of kernels without records by ember's cost model; such builds skip the cache too.
+    `quantize` (an `ember.QuantConfig`) calibrates and quantizes the optimized graph's matmuls.
     """
     from ember.codegen.build import build
     from ember.codegen.cache import CachedBuild, cached_build
@@ -100,6 +102,10 @@ def compile_graph(
     from ember.runtime import Executor
 
     optimized, pass_times = run_pipeline(g, passes, dump_dir=config.dump_ir_dir())
+    if quantize is not None:
+        from ember.quantize import quantize_graph
+
+        optimized = quantize_graph(optimized, quantize)
     use_cache = config.cache_enabled() if cache is None else cache
     names = DEFAULT_PIPELINE if passes is None else passes
     if tuning_records is not None or zero_shot != "off":
@@ -135,8 +141,9 @@ class CompiledModel:
     def __init__(self, model: Any, example_inputs: Sequence[Any] | None, *, target: Any,
                  dynamic: Any, passes: Sequence[str] | None,
                  cache: bool | None = None, tuning_records: Any = None,
-                 zero_shot: str = "off") -> None:  # fmt: skip
+                 zero_shot: str = "off", quantize: Any = None) -> None:  # fmt: skip
         self.model = model
+        self.quantize = quantize
         self.tuning_records = tuning_records
         self.zero_shot = zero_shot
         self.target = target
@@ -180,8 +187,8 @@ class CompiledModel:
 
     def _add(self, g: Graph, out_spec: Any) -> tuple[Program, Any]:
         entry = (compile_graph(g, self.target, self.passes, cache=self.cache,
-                               tuning_records=self.tuning_records, zero_shot=self.zero_shot),
-                 out_spec)  # fmt: skip
+                               tuning_records=self.tuning_records, zero_shot=self.zero_shot,
+                               quantize=self.quantize), out_spec)  # fmt: skip
         self._programs.append(entry)
         self.compile_count += 1
         return entry
@@ -310,7 +317,7 @@ def _restore(outputs: list[Any], out_spec: Any, *, as_torch: bool) -> Any:
 def compile(model: Any = None, example_inputs: Sequence[Any] | None = None, *, target: Any = "llvm",
             dynamic: Any = None, passes: Sequence[str] | None = None,
             cache: bool | None = None, tuning_records: Any = None,
-            zero_shot: str = "off") -> Any:  # fmt: skip
+            zero_shot: str = "off", quantize: Any = None) -> Any:  # fmt: skip
     """Compile a torch nn.Module or function, or an ONNX model (ModelProto or .onnx path).
 
     Works as `ember.compile(model, ...)`, `@ember.compile` and `@ember.compile(target=...)`.
@@ -318,11 +325,13 @@ def compile(model: Any = None, example_inputs: Sequence[Any] | None = None, *, t
     `tuning_records` (a path or URL from `ember tune --tuning-records`) applies tuned schedules.
     `zero_shot="fallback"|"all"` schedules kernels without records by ember's cost model
     (docs/cost_model.md).
+    `quantize=ember.QuantConfig("w8a8" | "w4a16" | "w4a4", ...)` quantizes the matmuls with
+    constant weights (docs/quantization.md).
     """
     if model is None:
         return lambda fn: compile(fn, example_inputs, target=target, dynamic=dynamic, passes=passes,
                                   cache=cache, tuning_records=tuning_records,
-                                  zero_shot=zero_shot)  # fmt: skip
+                                  zero_shot=zero_shot, quantize=quantize)  # fmt: skip
     if not (_is_onnx(model) or callable(model)):
         raise EmberError(
             f"ember.compile takes a torch nn.Module or function, or an ONNX ModelProto or .onnx path; "
@@ -330,4 +339,4 @@ def compile(model: Any = None, example_inputs: Sequence[Any] | None = None, *, t
         )
     return CompiledModel(model, example_inputs, target=target, dynamic=dynamic, passes=passes,
                          cache=cache, tuning_records=tuning_records,
-                         zero_shot=zero_shot)  # fmt: skip
+                         zero_shot=zero_shot, quantize=quantize)  # fmt: skip

@@ -194,7 +194,8 @@ def _tile(sch: s_tir.Schedule, gemm: Any, mr: int, grouped: bool) -> tuple[Any, 
     i, j, k = loops[0], loops[1], loops[-1]
     n = extent(sch, j)
     nb = NB if n % (NB * LANES) == 0 else 1
-    io, ii = sch.split(i, [None, mr])
+    # the op pads the rows to whole tiles (ir/ops/quant.py): no predicate, tensorize needs none
+    io, ii = sch.split(i, [None, mr], disable_predication=True)
     jo, jb, ji = sch.split(j, [None, nb, LANES])
     ko, ki = sch.split(k, [None, STEP])
     if grouped:

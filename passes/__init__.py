@@ -5,6 +5,8 @@ from ember.passes import (
     eliminate_common_subexpressions,
     eliminate_dead_code,
     fold_constants,
+    quantize_w4a16,
+    quantize_w8a8,
 )
 from ember.passes.pipeline import DEFAULT_PIPELINE, run_pipeline
 from ember.passes.registry import PASSES, graph_pass, parse_pass_spec

@@ -35,15 +35,20 @@ ROW_TILE = 8  # rows of the integer kernels' register tile (codegen/cpu_int8_gem
 class QuantizeRows(Op):
     """x f32[M, K] => (q u8[M, K], scale f32[M, K / group_size]): symmetric round-to-nearest
     per row (group_size 0: one group) or per row and group of columns; q holds the signed level
-    plus 2^(bits-1). Dynamic: scales come from the data at run time (per-token quantization)."""
+    plus 2^(bits-1). Dynamic: scales come from the data at run time (per-token quantization).
+
+    An optional second input m f32[K] multiplies x's columns first (SmoothQuant's 1 / s), so
+    the smoothing is fused into the quantization kernel."""
 
     name: ClassVar[str] = "quantize_rows"
     bits: int = 8
     group_size: int = 0
 
-    def infer(self, x: TensorType) -> tuple[TensorType, TensorType]:
+    def infer(self, x: TensorType, *multiplier: TensorType) -> tuple[TensorType, TensorType]:
         if x.rank != 2 or x.dtype is not DType.float32 or not isinstance(x.shape[1], int):
             raise self.error(f"expects x f32[M, K] with a static K, got {x}")
+        if multiplier and tuple(multiplier[0].shape) != (x.shape[1],):
+            raise self.error(f"the multiplier must be f32[{x.shape[1]}], got {multiplier[0]}")
         if self.bits not in (4, 8):
             raise self.error(f"bits={self.bits}: only 4 and 8 are supported")
         k = x.shape[1]
@@ -53,13 +58,19 @@ class QuantizeRows(Op):
         m = x.shape[0]
         return TensorType((m, k), DType.uint8), TensorType((m, k // group), DType.float32)
 
-    def reference(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def reference(self, x: np.ndarray, *multiplier: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if multiplier:
+            x = x * multiplier[0]
         return quantize_rows(x, self.bits, self.group_size)
 
-    def compute(self, x: Any) -> list[Any]:
+    def compute(self, source: Any, *multiplier: Any) -> list[Any]:
         from tvm import te, tirx
 
-        m, k = x.shape
+        m, k = source.shape
+        if multiplier:
+            x = te.compute((m, k), lambda i, j: source[i, j] * multiplier[0][j], name="smooth")
+        else:
+            x = source
         group = self.group_size or int(k)
         levels = float(2 ** (self.bits - 1) - 1)
         kk = te.reduce_axis((0, group), name="kk")
@@ -268,7 +279,8 @@ def _padded_rows(m: Any) -> tuple[Any, Any]:
 
     if isinstance(m, tirx.IntImm) and m.value <= ROW_TILE:
         return m, lambda i: i
-    rows = (m + ROW_TILE - 1) // ROW_TILE * ROW_TILE
+    # m + (-m mod 8) rather than ceil(m / 8) * 8: TVM's analyzer proves rows >= m for this form
+    rows = m + tirx.floormod(-m, ROW_TILE)
     return rows, lambda i: tirx.min(i, m - 1)
 
 
