@@ -202,10 +202,14 @@ def _sample(index: dict[str, Any], key: str, features: np.ndarray, seconds: np.n
 
 
 def records_by_kernel(directory: Path) -> list[tuple[str, list[Any]]]:
-    """(workload key, its records) for every workload in the database."""
+    """(workload key, its records) for every indexed workload in the database (a collection that
+    was interrupted may have committed records of a kernel it did not index)."""
+    index = load_index(directory)
     grouped: dict[str, list[Any]] = {}
     for record in _database(directory).get_all_tuning_records():
-        grouped.setdefault(ms.utils.shash2hex(record.workload.mod), []).append(record)
+        key = ms.utils.shash2hex(record.workload.mod)
+        if key in index:
+            grouped.setdefault(key, []).append(record)
     return sorted(grouped.items())
 
 
