@@ -10,9 +10,10 @@ The int32 reduction `C[i, j] += u8 A[i, k] * i8 B[j // 16, k // 4, j % 16, k % 4
 `vpdpbusd` multiplies 64 unsigned by 64 signed bytes and adds groups of four into 16 int32 lanes;
 TVM 0.27's own `dot_16x4_vnni` intrinsic no longer passes LLVM 22's verifier (the intrinsic now
 takes `<64 x i8>` operands), so ember registers one that reinterprets the operands that way.
-For `int4_group_matmul` the same tile runs once per group of K, and the int32 tile is scaled into
-a float32 accumulator after each group; the int4 weight panel is unpacked to int8 once per
-column tile, in the kernel.
+For `int4_group_matmul` the same tile runs once per group of K into an L1-resident
+[groups, rows, columns] int32 tile, which the epilogue scales per group and sums in float32; the
+int4 weight panel is unpacked to int8 once per column tile, in the kernel, and serves every row
+tile.
 """
 
 from __future__ import annotations
@@ -99,23 +100,23 @@ class Int8Gemm(CPURule):
         gemm = _find_int8_gemm(sch)
         if gemm is None or not has_vnni(target):
             return None
-        grouped = len(sch.get_loops(gemm)) == 4  # [i, j, group, kk]: int4_group_matmul
+        grouped = len(sch.get_loops(gemm)) == 4  # [group, i, j, kk]: int4_group_matmul
         unpack = _inline_producers(sch, gemm)
         dequantize = sch.get_consumers(gemm)[0]
         _fold_epilogue(sch, dequantize)
         loops = sch.get_loops(gemm)
-        m = extent(sch, loops[0])
+        m = extent(sch, loops[-3])
         mr = m if isinstance(m, int) and m < MR else MR
         tile, jo = _tile(sch, gemm, mr, grouped)
-        if grouped:
-            self._schedule_groups(sch, gemm, dequantize, tile)
-        else:
-            sch.reverse_compute_at(dequantize, tile, preserve_unit_loops=True)
-            _vectorize_last(sch, dequantize)
-        _tensorize(sch, gemm)
         if unpack is not None:  # the int4 panel, unpacked to int8 once per column tile
             sch.compute_at(unpack, jo, preserve_unit_loops=True)
             _vectorize_last(sch, unpack)
+        sch.reverse_compute_at(dequantize, tile, preserve_unit_loops=True)
+        if grouped:
+            _sum_groups(sch, dequantize)
+        else:
+            _vectorize_last(sch, dequantize)
+        _tensorize(sch, gemm)
         kernel = sch.get(jo)
         for block in sch.get_child_blocks(get_root_block(sch)):
             loops = sch.get_loops(block)
@@ -123,16 +124,17 @@ class Int8Gemm(CPURule):
                 schedule_spatial_block(sch, block, target)
         return sch
 
-    @staticmethod
-    def _schedule_groups(sch: s_tir.Schedule, gemm: Any, dequantize: Any, tile: Any) -> None:
-        """Per group: int32 tile => float32 accumulator, without leaving registers."""
-        sch.reverse_compute_at(dequantize, tile, preserve_unit_loops=True)
-        i, j, grp = sch.get_loops(dequantize)[-3:]
+
+def _sum_groups(sch: s_tir.Schedule, dequantize: Any) -> None:
+    """Sum the groups' scaled int32 tiles, vectorized across columns; a tile clipped to a
+    symbolic row count (non-affine rows) keeps the scalar loop."""
+    i, j, grp = sch.get_loops(dequantize)[-3:]
+    try:
         sch.reorder(grp, i, j)
-        sch.compute_at(gemm, grp, preserve_unit_loops=True)
-        _vectorize_last(sch, dequantize)
-        init = sch.decompose_reduction(dequantize, grp)
-        _vectorize_last(sch, init)
+    except s_tir.ScheduleError:
+        return
+    _vectorize_last(sch, dequantize)
+    _vectorize_last(sch, sch.decompose_reduction(dequantize, grp))
 
 
 def block_name(sch: s_tir.Schedule, block: Any) -> str:
@@ -191,7 +193,7 @@ def _tile(sch: s_tir.Schedule, gemm: Any, mr: int, grouped: bool) -> tuple[Any, 
     serves every row tile.
     """
     loops = sch.get_loops(gemm)
-    i, j, k = loops[0], loops[1], loops[-1]
+    i, j, k = loops[-3], loops[-2], loops[-1]  # grouped: [group, i, j, kk]
     n = extent(sch, j)
     nb = NB if n % (NB * LANES) == 0 else 1
     # the op pads the rows to whole tiles (ir/ops/quant.py): no predicate, tensorize needs none
@@ -199,7 +201,7 @@ def _tile(sch: s_tir.Schedule, gemm: Any, mr: int, grouped: bool) -> tuple[Any, 
     jo, jb, ji = sch.split(j, [None, nb, LANES])
     ko, ki = sch.split(k, [None, STEP])
     if grouped:
-        sch.reorder(jo, io, loops[2], ko, ii, jb, ji, ki)
+        sch.reorder(jo, io, loops[0], ko, ii, jb, ji, ki)
         sch.parallel(jo)
         return io, jo
     sch.reorder(jo, io, ko, ii, jb, ji, ki)

@@ -5,6 +5,7 @@ from ember.passes import (
     eliminate_common_subexpressions,
     eliminate_dead_code,
     fold_constants,
+    quantize_w4a4,
     quantize_w4a16,
     quantize_w8a8,
 )

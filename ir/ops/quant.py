@@ -249,9 +249,9 @@ class Int4GroupMatMul(Op):
         kk = te.reduce_axis((0, g), name="kk")
         n = panels * LANES
         rows, row = _padded_rows(q.shape[0])
-        acc = te.compute(
-            (rows, n, steps * STEP // g),
-            lambda i, j, grp: te.sum(
+        acc = te.compute(  # groups first: each group's [rows, 16] tile is contiguous
+            (steps * STEP // g, rows, n),
+            lambda grp, i, j: te.sum(
                 q[row(i), grp * g + kk].astype("int32")
                 * w[j // LANES, grp * (g // STEP) + kk // STEP, j % LANES, kk % STEP].astype(
                     "int32"
@@ -264,7 +264,7 @@ class Int4GroupMatMul(Op):
         return te.compute(
             (q.shape[0], n),
             lambda i, j: te.sum(
-                (acc[i, j, grp] - comp[grp, j]).astype("float32") * xs[i, grp] * ws[grp, j],
+                (acc[grp, i, j] - comp[grp, j]).astype("float32") * xs[i, grp] * ws[grp, j],
                 axis=grp,
             ),
             name="dequantize_groups",
