@@ -61,6 +61,10 @@ def _compile(args: argparse.Namespace) -> int:
         args.model, parse_input_shapes(args.input_shapes), parse_dynamic(args.dynamic)
     )
     optimized, times = run_pipeline(source.graph, names, dump_dir=args.dump_ir)
+    if args.quantize:
+        from ember.quantize import parse_quantize, quantize_graph
+
+        optimized = quantize_graph(optimized, parse_quantize(args.quantize, args.calibration))
     database = None
     if args.tuning_records:
         from ember.autotune.records import schedule_database
@@ -325,6 +329,17 @@ def _parser() -> _Parser:
     )
     p.add_argument(
         "--tuning-records", metavar="DB", help="apply tuned schedules from `ember tune`'s database"
+    )
+    p.add_argument(
+        "--quantize",
+        metavar="SCHEME",
+        help="w8a8 | w4a16 | w4a4, options after ':' (w4a16:group=128,method=rtn); "
+        "see docs/quantization.md",
+    )
+    p.add_argument(
+        "--calibration",
+        metavar="NPZ",
+        help="inputs for --quantize's calibration (default: random batches, with a warning)",
     )
     p.set_defaults(handler=_compile)
 

@@ -21,5 +21,8 @@ __all__ = [
     "fold_constants",
     "graph_pass",
     "parse_pass_spec",
+    "quantize_w4a4",
+    "quantize_w4a16",
+    "quantize_w8a8",
     "run_pipeline",
 ]
