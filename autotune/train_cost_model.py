@@ -73,7 +73,7 @@ class Sample:
     """One measured kernel: its candidates' features and median seconds (the last candidate is
     ember's default schedule)."""
 
-    key: str  # workload structural hash
+    key: str  # kernel structural hash @ target (`kernel_key`)
     name: str
     family: str
     held_out: bool
@@ -84,6 +84,11 @@ class Sample:
 def data_dir() -> Path:
     """Where the collected measurements live (not in git)."""
     return cache_dir() / "cost_model_data"
+
+
+def kernel_key(mod: Any, spec: dict[str, Any]) -> str:
+    """A measured kernel's key: its structural hash and the target it was measured for."""
+    return f"{ms.utils.shash2hex(mod)}@{spec.get('mcpu', spec['kind'])}-{spec.get('num-cores', 0)}"
 
 
 def _index_path(directory: Path) -> Path:
@@ -123,8 +128,10 @@ def _measure(candidates: list[Any], tgt: Any, builder: Any, runner: Any) -> list
     return seconds
 
 
-def collect(spec: dict[str, Any], per_task: int, minutes: float, directory: Path) -> None:
-    """Measure every workload's kernels (resuming), stopping after about `minutes`."""
+def collect(spec: dict[str, Any], per_task: int, minutes: float, directory: Path,
+            held_out_only: bool = False) -> None:  # fmt: skip
+    """Measure every workload's kernels for `spec` (resuming), stopping after about `minutes`;
+    `held_out_only` measures only the evaluation kernels (a new target to test transfer on)."""
     preload_tensor_intrinsics()
     directory.mkdir(parents=True, exist_ok=True)
     tgt = tvm.target.Target(spec)
@@ -133,8 +140,8 @@ def collect(spec: dict[str, Any], per_task: int, minutes: float, directory: Path
     deadline = time.monotonic() + minutes * 60
     try:
         for workload, task in _tasks(spec):
-            key = ms.utils.shash2hex(task.mod)
-            if key in index:
+            key = kernel_key(task.mod, spec)
+            if key in index or (held_out_only and not workload.held_out):
                 continue
             if time.monotonic() > deadline:
                 log.warning("collection budget spent; rerun to continue")
@@ -207,7 +214,7 @@ def records_by_kernel(directory: Path) -> list[tuple[str, list[Any]]]:
     index = load_index(directory)
     grouped: dict[str, list[Any]] = {}
     for record in _database(directory).get_all_tuning_records():
-        key = ms.utils.shash2hex(record.workload.mod)
+        key = kernel_key(record.workload.mod, dict(record.target.export()))
         if key in index:
             grouped.setdefault(key, []).append(record)
     return sorted(grouped.items())
@@ -215,6 +222,7 @@ def records_by_kernel(directory: Path) -> list[tuple[str, list[Any]]]:
 
 def replay(records: list[Any]) -> tuple[Any, list[Any], np.ndarray]:
     """A TuneContext for the records' kernel, their candidates, and their median seconds."""
+    preload_tensor_intrinsics()  # TuneContext imports them, slowly without this
     mod = records[0].workload.mod
     tgt = records[0].target
     context = ms.TuneContext(mod=mod, target=tgt, task_name="replay")
@@ -253,12 +261,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, default=None, help="dataset directory")
     parser.add_argument("--output", default=pretrained_path())
     parser.add_argument("--skip-collect", action="store_true")
+    parser.add_argument(
+        "--held-out-only",
+        action="store_true",
+        help="collect only the held-out kernels (evaluate on a new target)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.ERROR)  # "cannot be tensorized"
     directory = args.data or data_dir()
     if not args.skip_collect:
-        collect(resolve_target(args.target), args.per_task, args.minutes, directory)
+        collect(
+            resolve_target(args.target), args.per_task, args.minutes, directory, args.held_out_only
+        )
     samples = load_samples(directory)
     booster = train(samples, args.rounds)
     save_atomic(booster, args.output)
