@@ -1,0 +1,65 @@
+"""ember.compile(..., quantize=QuantConfig(...)) on a torch MLP; export to .so and run it through
+`ember.runtime.load` in a process that imports only the runtime."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import ember
+from ember.errors import UsageError
+from ember.quantize import parse_quantize
+
+
+def _mlp() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Linear(256, 512), torch.nn.GELU(), torch.nn.Linear(512, 128)
+    ).eval()
+
+
+@pytest.mark.parametrize(("scheme", "tolerance"), [("w8a8", 0.03), ("w4a16", 0.15), ("w4a4", 0.3)])
+def test_quantized_mlp_exports_and_runs(tmp_path, scheme, tolerance):
+    model = _mlp()
+    x = torch.randn(4, 16, 256)
+    calibration = [(torch.randn(4, 16, 256),) for _ in range(2)]
+    config = ember.QuantConfig(scheme, calibration=calibration)
+    compiled = ember.compile(model, (x,), quantize=config, cache=False)
+    ops = {n.op.name for n in compiled.programs[0].graph.nodes}
+    assert {"int8_matmul", "int4_matmul", "int4_group_matmul"} & ops
+    assert "matmul" not in ops
+    with torch.no_grad():
+        expected = model(x).numpy()
+    out = compiled(x).numpy()
+    assert np.linalg.norm(out - expected) / np.linalg.norm(expected) < tolerance
+    library = compiled.export(tmp_path / "model.so")
+    np.save(tmp_path / "x.npy", x.numpy())
+    code = (
+        "import sys, numpy as np, ember.runtime\n"
+        f"m = ember.runtime.load({library!r})\n"
+        f"(y,) = m(np.load({str(tmp_path / 'x.npy')!r}))\n"
+        f"np.save({str(tmp_path / 'y.npy')!r}, np.asarray(y))\n"
+        "assert 'ember.passes' not in sys.modules and 'torch' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), out)
+
+
+def test_random_calibration_warns():
+    model = _mlp()
+    with pytest.warns(UserWarning, match="no calibration data; using 2 random batches"):
+        ember.compile(model, (torch.randn(2, 256),), cache=False,
+                      quantize=ember.QuantConfig("w8a8", random_batches=2))  # fmt: skip
+
+
+def test_cli_spec_and_errors():
+    config = parse_quantize("w4a16:group=64,method=rtn")
+    assert (config.scheme, config.group_size, config.resolved_method) == ("w4a16", 64, "rtn")
+    with pytest.raises(UsageError, match="unknown scheme 'w3a3'"):
+        parse_quantize("w3a3")
+    with pytest.raises(UsageError, match="scheme w8a8 has no method 'awq'"):
+        ember.QuantConfig("w8a8", method="awq")
