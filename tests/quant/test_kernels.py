@@ -85,7 +85,8 @@ def test_quantize_rows_matches_reference(rng):
     ref_q, ref_s = quantize_rows(xv, 4, 64)
     np.testing.assert_array_equal(q.numpy(), ref_q)
     np.testing.assert_array_equal(s.numpy(), ref_s)
-    assert q.numpy().min() >= 1 and q.numpy().max() <= 15
+    assert q.numpy().min() >= 1
+    assert q.numpy().max() <= 15
 
 
 @pytest.mark.parametrize("rows", [1, 24])
