@@ -8,6 +8,7 @@ from ember.passes import (
     quantize_w4a4,
     quantize_w4a16,
     quantize_w8a8,
+    strength_reduce,
 )
 from ember.passes.pipeline import DEFAULT_PIPELINE, run_pipeline
 from ember.passes.registry import PASSES, graph_pass, parse_pass_spec
@@ -25,4 +26,5 @@ __all__ = [
     "quantize_w4a16",
     "quantize_w8a8",
     "run_pipeline",
+    "strength_reduce",
 ]
