@@ -6,7 +6,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["cache_dir", "cache_enabled", "dump_ir_dir", "tuning_db_path", "verify_each_pass"]
+__all__ = [
+    "cache_dir",
+    "cache_enabled",
+    "dump_ir_dir",
+    "service_token",
+    "tuning_db_path",
+    "verify_each_pass",
+]
 
 
 def dump_ir_dir() -> str | None:
@@ -37,3 +44,8 @@ def tuning_db_path() -> str:
     """EMBER_TUNING_DB (a file path, sqlite:///path or postgresql://...), else
     tuning.db in `cache_dir()`."""
     return os.environ.get("EMBER_TUNING_DB") or str(cache_dir() / "tuning.db")
+
+
+def service_token() -> str | None:
+    """EMBER_SERVICE_TOKEN: the bearer token `ember serve` accepts and `--service` clients send."""
+    return os.environ.get("EMBER_SERVICE_TOKEN") or None

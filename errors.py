@@ -8,6 +8,7 @@ __all__ = [
     "EmberError",
     "InputError",
     "PassError",
+    "ServiceError",
     "ShapeError",
     "TuningError",
     "UnsupportedError",
@@ -50,6 +51,10 @@ class CodegenError(EmberError):
 
 class TuningError(EmberError):
     """Autotuning failed."""
+
+
+class ServiceError(TuningError):
+    """The tuning service refused a request or could not be reached (`--service URL`)."""
 
 
 class VerifyError(EmberError):

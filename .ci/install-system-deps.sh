@@ -4,12 +4,13 @@
 #   pocl-opencl-icd, ocl-icd   run the OpenCL kernels of GPU schedules on this CPU (PoCL)
 #   pyopencl (PyPI)            drives PoCL from the tests
 #   postgresql                 a real server for the tuning-database tests (they start their own)
+#   chromium                   headless browser for the tuning-service dashboard test (tests/service)
 # nvcc is not a Debian package here: the CUDA toolkit comes with the machine (/usr/local/cuda-*);
 # without it the CUDA tests skip. Idempotent: installs only what is missing.
 set -euo pipefail
 
 PYTHON=${PYTHON:-python3}
-PACKAGES=(lld-19 rocm-device-libs pocl-opencl-icd ocl-icd-libopencl1 postgresql)
+PACKAGES=(lld-19 rocm-device-libs pocl-opencl-icd ocl-icd-libopencl1 postgresql chromium)
 
 missing=()
 for package in "${PACKAGES[@]}"; do
