@@ -1,5 +1,6 @@
 """`ember tune`: tune a model's kernels into a tuning database, with a live progress bar, a per-task
-table and a JSON log (the logic is in ember.autotune; this module parses and prints)."""
+table, a JSON log with the tuning curve and a tuning-curve PNG (the logic is in ember.autotune; this
+module parses and prints)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from ember.errors import UsageError
 
 __all__ = ["add_tune_arguments", "tune_command"]
 
-_COST_MODELS = {"tvm-xgb": "xgb", "random": "random"}
+_COST_MODELS = {"ember": "ember", "tvm-xgb": "xgb", "random": "random"}
 
 
 def add_tune_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,14 +28,37 @@ def add_tune_arguments(p: argparse.ArgumentParser) -> None:
         help="database path or postgresql:// URL (default: tuning.db in ember's cache dir)",
     )
     p.add_argument(
-        "--cost-model", choices=sorted(_COST_MODELS), default="tvm-xgb", help="default tvm-xgb"
+        "--cost-model",
+        choices=sorted(_COST_MODELS),
+        default="ember",
+        help="what ranks candidates: ember's pretrained model (default), TVM's XGBoost, random",
     )
     p.add_argument("--rpc-tracker", metavar="HOST:PORT", help="measure on a device behind it")
     p.add_argument("--rpc-key", metavar="KEY", help="the device key at the RPC tracker")
     p.add_argument(
         "--timeout", type=float, default=10.0, metavar="S", help="per-kernel run time limit"
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        metavar="N",
+        help="build in N worker processes and measure in one more (default 2); 0: in this process",
+    )
+    p.add_argument(
+        "--cache-flush",
+        action="store_true",
+        help="flush the CPU caches before every timed call (cold-cache latencies)",
+    )
     p.add_argument("--log", metavar="FILE.json", help="write the report as JSON (default: none)")
+    p.add_argument("--plot", metavar="FILE.png", help="draw best latency vs trials")
+    p.add_argument(
+        "--compare",
+        nargs="+",
+        default=[],
+        metavar="LOG.json",
+        help="--log files of other runs (other cost models) to overlay on --plot",
+    )
 
 
 def tune_command(args: argparse.Namespace) -> int:
@@ -48,6 +72,9 @@ def tune_command(args: argparse.Namespace) -> int:
 
     if (args.rpc_tracker is None) != (args.rpc_key is None):
         raise UsageError("--rpc-tracker and --rpc-key go together")
+    if args.compare and not args.plot:
+        raise UsageError("--compare overlays other runs on the --plot PNG: pass --plot FILE.png")
+    others = [_read_log(path) for path in args.compare]
     tracker = Tracker.parse(args.rpc_tracker, args.rpc_key) if args.rpc_tracker else None
     source = load_model(args.model, parse_input_shapes(args.input_shapes), {})
     optimized, _ = run_pipeline(source.graph)
@@ -61,15 +88,32 @@ def tune_command(args: argparse.Namespace) -> int:
             cost_model=_COST_MODELS[args.cost_model],
             tracker=tracker,
             timeout_sec=args.timeout,
+            workers=args.workers,
+            cache_flush=args.cache_flush,
             progress=bar.update,
         )
         where = db.url
     _print_table(report)
     print(f"records in {where}; build with `ember compile MODEL --tuning-records {where}`")
+    log = report.to_json()
     if args.log:
-        Path(args.log).write_text(json.dumps(report.to_json(), indent=1, default=str))
+        Path(args.log).write_text(json.dumps(log, indent=1, default=str))
         print(f"wrote {args.log}")
+    if args.plot:
+        from ember.autotune.tuning_curve import plot_curves
+
+        print(f"wrote {plot_curves([log, *others], args.plot)}")
     return 0
+
+
+def _read_log(path: str) -> dict[str, Any]:
+    try:
+        log = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise UsageError(f"--compare {path}: not a readable JSON log ({err})") from err
+    if not isinstance(log, dict) or "curve" not in log or "tasks" not in log:
+        raise UsageError(f"--compare {path}: not an `ember tune --log` file (no tuning curve)")
+    return log
 
 
 class _ProgressBar:
@@ -118,3 +162,5 @@ def _print_table(report: Any) -> None:
         f"{sum(t.trials for t in report.tasks)} trials in {report.seconds:.0f} s "
         f"({report.cost_model} cost model); latencies are re-measured medians"
     )
+    if report.model_ms is not None:
+        print(f"whole model (sum of calls x latency): {report.model_ms:.4f} ms")

@@ -1,10 +1,12 @@
 """Tune a graph's kernels with MetaSchedule and store the measured schedules in a database.
 
-The search is TVM's: MetaSchedule's post-order-apply design space, its evolutionary search, its
-gradient task scheduler (which spends the global budget where it pays off) and its XGBoost or
-random cost model. ember supplies the tasks (`tasks.py`), a builder and runners that work here
-(`measure.py`) and the report. The evolutionary search seeds itself from the database's best
-records, so a resumed run continues from what was found before.
+The search is TVM's: MetaSchedule's post-order-apply design space, its evolutionary search and
+its gradient task scheduler (which spends the global budget where it pays off). The cost model that
+ranks candidates is ember's (`cost_model.py`: XGBoost on TVM's features plus a target description,
+pretrained) or TVM's own XGBoost or random model. ember supplies the tasks (`tasks.py`), builders and
+runners that work here (`measure.py`), the tuning curve (`tuning_curve.py`) and the report. The
+evolutionary search seeds itself from the database's best records, so a resumed run continues from
+what was found before.
 
 Resume: a task that already has `trials_per_task` measured records for this target is skipped;
 the others are tuned up to the largest remaining budget among them (the task scheduler takes one
@@ -32,12 +34,15 @@ from ember.autotune.measure import (
     InProcessBuilder,
     LocalRunner,
     MeasureConfig,
+    PoolBuilder,
+    PoolRunner,
     Tracker,
     TrackerRunner,
     noise,
     preload_tensor_intrinsics,
 )
 from ember.autotune.tasks import Task, extract_tasks
+from ember.autotune.tuning_curve import CurvePoint, TuningCurve, batch_noise
 from ember.codegen.schedule import default_schedule_rules
 from ember.codegen.target import resolve_target
 from ember.errors import TuningError
@@ -47,7 +52,7 @@ __all__ = ["TaskReport", "TuneReport", "tune"]
 
 log = logging.getLogger(__name__)
 
-CostModel = Literal["xgb", "random"]
+CostModel = Literal["ember", "xgb", "random"]  # ember's model, TVM's XGBModel, RandomModel
 Progress = Callable[[int, int], None]  # (trials measured so far, trials planned)
 
 _REMEASURE = MeasureConfig(repeat=5, min_repeat_ms=50)
@@ -80,7 +85,8 @@ class TaskReport:
 
 @dataclass(frozen=True)
 class TuneReport:
-    """What a `tune` call did: its tasks (heaviest first), trials, seconds, settings."""
+    """What a `tune` call did: its tasks (heaviest first), trials, seconds, settings, and the
+    tuning curve (best latency after each measured batch)."""
 
     graph: str
     target: dict[str, Any]
@@ -88,27 +94,50 @@ class TuneReport:
     trials: int
     seconds: float
     tasks: tuple[TaskReport, ...]
+    curve: tuple[CurvePoint, ...] = ()
+
+    @property
+    def model_ms(self) -> float | None:
+        """Sum over tasks of weight x re-measured latency (tuned, else default)."""
+        total = 0.0
+        for t in self.tasks:
+            latency = t.tuned_ms if t.tuned_ms is not None else t.default_ms
+            if latency is None:
+                return None
+            total += t.weight * latency
+        return total
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (the CLI's log)."""
         return {
             **asdict(self),
             "tasks": [{**asdict(t), "gflops": t.gflops} for t in self.tasks],
+            "model_ms": self.model_ms,
         }
 
 
 @derived_object
-class _ProgressCallback(ms.measure_callback.PyMeasureCallback):
-    def __init__(self, progress: Progress, planned: int) -> None:
+class _Recorder(ms.measure_callback.PyMeasureCallback):
+    """Feeds each measured batch to the tuning curve and the progress bar."""
+
+    def __init__(self, names: list[str], curve: TuningCurve, progress: Progress | None,
+                 planned: int) -> None:  # fmt: skip
         super().__init__()
+        self.names = names
+        self.curve = curve
         self.progress = progress
         self.planned = planned
-        self.measured = 0
 
     def apply(self, task_scheduler: Any, task_id: int, measure_candidates: Any,
               builder_results: Any, runner_results: Any) -> None:  # fmt: skip
-        self.measured += len(runner_results)
-        self.progress(self.measured, self.planned)
+        samples = [
+            [float(x) * 1e3 for x in r.run_secs] if r.error_msg is None and r.run_secs else []
+            for r in runner_results
+        ]
+        latencies = [statistics.mean(s) if s else None for s in samples]
+        self.curve.record(self.names[task_id], latencies, batch_noise(samples))
+        if self.progress is not None:
+            self.progress(self.curve.trials, self.planned)
 
 
 def tune(
@@ -118,9 +147,11 @@ def tune(
     trials: int,
     database: Any,
     trials_per_task: int | None = None,
-    cost_model: CostModel = "xgb",
+    cost_model: CostModel = "ember",
     tracker: Tracker | None = None,
     timeout_sec: float = 10.0,
+    workers: int = 2,
+    cache_flush: bool = False,
     progress: Progress | None = None,
     seed: int = 0,
 ) -> TuneReport:
@@ -128,7 +159,9 @@ def tune(
 
     `database` is a MetaSchedule Database (ember's adapter, or TVM's JSON/memory ones): records
     are committed to it as they are measured. Pass `tracker` to measure on a remote device; GPU
-    targets require one.
+    targets require one. `workers` processes build candidates in parallel and one more measures
+    them (timeouts kill a candidate, crashes fail it alone); `workers=0` builds and measures in
+    this process.
     """
     start = time.perf_counter()
     spec = resolve_target(target)
@@ -146,30 +179,66 @@ def tune(
     tasks = extract_tasks(g, spec)
     before = {t.name: _tuned_trials(database, t.mod) for t in tasks}
     todo = [t for t in tasks if before[t.name] < per_task]
-    config = MeasureConfig(timeout_sec=timeout_sec)
-    runner = LocalRunner(config) if tracker is None else TrackerRunner(tracker, config)
-    builder = InProcessBuilder()
+    model = _cost_model(cost_model, spec) if todo else None
+    curve = TuningCurve({t.name: t.weight for t in tasks}, _best_ms(database, tasks, tgt))
+    config = MeasureConfig(timeout_sec=timeout_sec, cache_flush=cache_flush)
+    builder, runner = _measurers(workers, tracker, config)
     try:
         if todo:
-            _search(todo, tgt, database, builder, runner, before, per_task, trials, cost_model,
-                    progress, seed)  # fmt: skip
+            _search(todo, tgt, database, builder, runner, before, per_task, trials, model,
+                    _Recorder([t.name for t in todo], curve, progress, 0), seed)  # fmt: skip
         reports = [
             _report(t, tgt, spec, database, builder, runner, before[t.name], t not in todo)
             for t in tasks
         ]
     finally:
         builder.cleanup()
-    return TuneReport(g.name, spec, cost_model, trials, time.perf_counter() - start, tuple(reports))
+        runner.cleanup()
+    points = curve.points({r.name: r.default_ms for r in reports})
+    return TuneReport(g.name, spec, cost_model, trials, time.perf_counter() - start,
+                      tuple(reports), tuple(points))  # fmt: skip
+
+
+def _measurers(workers: int, tracker: Tracker | None, config: MeasureConfig) -> tuple[Any, Any]:
+    """The builder and runner: worker processes, or this process when `workers` is 0."""
+    if workers < 0:
+        raise TuningError(f"--workers must be 0 (this process) or more, got {workers}")
+    builder = PoolBuilder(workers) if workers else InProcessBuilder()
+    if tracker is not None:
+        return builder, TrackerRunner(tracker, config)
+    return builder, PoolRunner(config) if workers else LocalRunner(config)
+
+
+def _cost_model(name: CostModel, spec: dict[str, Any]) -> Any:
+    """The MetaSchedule cost model `name` for `spec` (TVM's are created by name)."""
+    if name != "ember":
+        return name
+    try:
+        from ember.autotune.cost_model import ember_cost_model
+    except ImportError as err:
+        raise TuningError(
+            f"ember's cost model is not available ({err}); use --cost-model tvm-xgb or random"
+        ) from err
+    return ember_cost_model(spec)
+
+
+def _best_ms(database: Any, tasks: list[Task], tgt: Any) -> dict[str, float]:
+    """Each task's best latency already in the database, in ms (the curve's starting point)."""
+    found = {}
+    for t in tasks:
+        record = database.query_tuning_record(t.mod, tgt, "main")
+        if record is not None and record.run_secs:
+            found[t.name] = statistics.mean(float(x) for x in record.run_secs) * 1e3
+    return found
 
 
 def _search(todo: list[Task], tgt: Any, database: Any, builder: Any, runner: Any,
-            before: dict[str, int], per_task: int, trials: int, cost_model: CostModel,
-            progress: Progress | None, seed: int) -> None:  # fmt: skip
+            before: dict[str, int], per_task: int, trials: int, cost_model: Any,
+            recorder: _Recorder, seed: int) -> None:  # fmt: skip
     remaining = max(per_task - before[t.name] for t in todo)
     budget = min(trials, sum(per_task - before[t.name] for t in todo))
-    callbacks = list(ms.measure_callback.MeasureCallback.create("default"))
-    if progress is not None:
-        callbacks.append(_ProgressCallback(progress, budget))
+    recorder.planned = budget
+    callbacks = [*ms.measure_callback.MeasureCallback.create("default"), recorder]
     with tempfile.TemporaryDirectory(prefix="ember-tune-log-") as work_dir:
         contexts = [
             ms.TuneContext(

@@ -1,7 +1,8 @@
 """The tuning flow: tasks from ember's fused module, MetaSchedule search with the in-process
-builder/runner, records in a TuningDatabase, and builds that apply them (falling back to the
-default schedules for kernels without records); resume; remote measurement through a real RPC
-tracker and server on loopback; the `ember tune` command line."""
+builder/runner (worker processes, or in-process), records in a TuningDatabase, and builds that apply
+them (falling back to the default schedules for kernels without records); resume; the tuning curve;
+the cost models; remote measurement through a real RPC tracker and server on loopback; the
+`ember tune` command line with its JSON log and tuning-curve plot."""
 
 from __future__ import annotations
 
@@ -57,7 +58,9 @@ def tuned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Graph, Path, object
     path = tmp_path_factory.mktemp("tune") / "records.db"
     g = _linear(np.random.default_rng(0))
     with TuningDatabase.open(path) as db:
-        report = tune(g, "llvm", trials=TRIALS, database=schedule_database(db, "llvm"))
+        report = tune(
+            g, "llvm", trials=TRIALS, database=schedule_database(db, "llvm"), cost_model="xgb"
+        )
     return g, path, report
 
 
@@ -103,12 +106,65 @@ def test_resume_skips_tasks_tuned_to_budget(tuned):
     g, path, _ = tuned
     start = time.perf_counter()
     with TuningDatabase.open(path) as db:
-        report = tune(g, "llvm", trials=TRIALS, database=schedule_database(db, "llvm"))
+        report = tune(g, "llvm", trials=TRIALS, database=schedule_database(db, "llvm"), workers=0)
     (task,) = report.tasks
     assert task.skipped
     assert task.trials == 0
     assert task.total_trials == TRIALS
+    assert report.curve == ()  # nothing measured in this run
     assert time.perf_counter() - start < 30  # no search: only the re-measurement
+
+
+def test_tuning_curve_tracks_the_best_measured_latency(tuned):
+    _, _, report = tuned
+    (task,) = report.tasks
+    curve = report.curve
+    assert curve[-1].trials == TRIALS
+    assert [p.trials for p in curve] == sorted(p.trials for p in curve)
+    bests = [p.task_best_ms for p in curve]
+    assert all(b is not None and b > 0 for b in bests)
+    assert bests == sorted(bests, reverse=True)  # best so far never gets worse
+    assert curve[-1].model_ms == pytest.approx(task.weight * bests[-1])
+    logged = json.loads(json.dumps(report.to_json()))
+    assert logged["curve"][-1]["task_best_ms"] == pytest.approx(bests[-1])
+    assert logged["model_ms"] == pytest.approx(report.model_ms)
+
+
+def test_tuning_curve_counts_untuned_tasks_at_their_default():
+    from ember.autotune.tuning_curve import TuningCurve, trials_to_reach
+
+    curve = TuningCurve({"a": 2, "b": 1})
+    curve.record("a", [3.0, None, 2.0], noise=0.1)
+    curve.record("b", [5.0], noise=0.0)
+    curve.record("a", [2.5], noise=0.0)
+    points = curve.points({"a": 4.0, "b": 6.0})
+    assert [(p.trials, p.task, p.task_best_ms, p.model_ms) for p in points] == [
+        (3, "a", 2.0, 2 * 2.0 + 6.0),
+        (4, "b", 5.0, 2 * 2.0 + 5.0),
+        (5, "a", 2.0, 2 * 2.0 + 5.0),
+    ]
+    assert curve.points({"a": 4.0, "b": None})[0].model_ms is None
+    logged = [p.__dict__ for p in points]
+    assert trials_to_reach(logged, 9.5) == 4
+    assert trials_to_reach(logged, 2.0, task="a") == 3
+    assert trials_to_reach(logged, 1.0) is None
+
+
+@pytest.mark.slow  # ~45 s here: the pretrained model scores every evolutionary population
+def test_ember_cost_model_tunes(rng):
+    from tvm.s_tir import meta_schedule as ms
+
+    from ember.autotune.cost_model import pretrained_path
+
+    if not Path(pretrained_path()).exists():
+        pytest.skip("ember's pretrained cost model is not built yet")
+    report = tune(
+        _linear(rng), "llvm", trials=8, database=ms.database.MemoryDatabase(), cost_model="ember"
+    )
+    (task,) = report.tasks
+    assert report.cost_model == "ember"
+    assert task.trials == 8
+    assert task.tuned_ms is not None
 
 
 def test_kernels_without_records_fall_back_to_default_schedules(tuned):
@@ -220,13 +276,42 @@ def test_remote_measurement_through_rpc_tracker(rpc_device, rng):
 def test_cli_tune_round_trip(tmp_path):
     from ember.cli import main
 
-    records, log = tmp_path / "records.db", tmp_path / "tune.json"
+    records, log, plot = tmp_path / "records.db", tmp_path / "tune.json", tmp_path / "curve.png"
     model = "tests.cli.tiny_models:mlp"
     assert main(["tune", model, "--trials", "4", "--tuning-records", str(records),
-                 "--cost-model", "random", "--log", str(log)]) == 0  # fmt: skip
+                 "--cost-model", "random", "--log", str(log), "--plot", str(plot)]) == 0  # fmt: skip
     report = json.loads(log.read_text())
     assert report["tasks"]
     assert sum(t["trials"] for t in report["tasks"]) >= 1
+    assert report["curve"][-1]["trials"] == sum(t["trials"] for t in report["tasks"])
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["compile", model, "--tuning-records", str(records),
                  "-o", str(tmp_path / "mlp.so")]) == 0  # fmt: skip
     assert (tmp_path / "mlp.so").exists()
+
+
+def test_plot_overlays_logs_of_several_runs(tmp_path):
+    from ember.autotune.tuning_curve import plot_curves
+
+    def log(cost_model: str, scale: float) -> dict[str, object]:
+        points = [
+            {"trials": n, "task": t, "task_best_ms": scale / n, "model_ms": 3 * scale / n}
+            for n, t in ((8, "matmul"), (16, "exp"), (24, "matmul"))
+        ]
+        return {"graph": "g", "cost_model": cost_model, "curve": points,
+                "tasks": [{"name": "matmul"}, {"name": "exp"}]}  # fmt: skip
+
+    path = plot_curves([log("ember", 1.0), log("xgb", 2.0)], tmp_path / "curve.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert path.stat().st_size > 10_000  # three panels with two curves each, not an empty canvas
+
+
+def test_cli_compare_needs_a_tune_log(tmp_path, capsys):
+    from ember.cli import main
+
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    code = main(["tune", "tests.cli.tiny_models:mlp", "--trials", "1", "--plot",
+                 str(tmp_path / "c.png"), "--compare", str(bad)])  # fmt: skip
+    assert code == 2
+    assert "not an `ember tune --log` file (no tuning curve)" in capsys.readouterr().err
