@@ -279,7 +279,8 @@ def test_cli_tune_round_trip(tmp_path):
     records, log, plot = tmp_path / "records.db", tmp_path / "tune.json", tmp_path / "curve.png"
     model = "tests.cli.tiny_models:mlp"
     assert main(["tune", model, "--trials", "4", "--tuning-records", str(records),
-                 "--cost-model", "random", "--log", str(log), "--plot", str(plot)]) == 0  # fmt: skip
+                 "--cost-model", "random", "--workers", "0", "--log", str(log),
+                 "--plot", str(plot)]) == 0  # fmt: skip
     report = json.loads(log.read_text())
     assert report["tasks"]
     assert sum(t["trials"] for t in report["tasks"]) >= 1
