@@ -36,7 +36,11 @@ def add_tune_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rpc-tracker", metavar="HOST:PORT", help="measure on a device behind it")
     p.add_argument("--rpc-key", metavar="KEY", help="the device key at the RPC tracker")
     p.add_argument(
-        "--timeout", type=float, default=10.0, metavar="S", help="per-kernel run time limit"
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="run time limit of one candidate's measurement (queueing never counts; default 10)",
     )
     p.add_argument(
         "--workers",

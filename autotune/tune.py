@@ -55,7 +55,8 @@ log = logging.getLogger(__name__)
 CostModel = Literal["ember", "xgb", "random"]  # ember's model, TVM's XGBModel, RandomModel
 Progress = Callable[[int, int], None]  # (trials measured so far, trials planned)
 
-_REMEASURE = MeasureConfig(repeat=5, min_repeat_ms=50)
+# known-good kernels, 5 samples of >= 50 ms each: a slow default schedule must not time out
+_REMEASURE = MeasureConfig(repeat=5, min_repeat_ms=50, timeout_sec=120.0)
 _ROUNDS = 3  # re-measurement rounds, default and tuned interleaved
 
 
