@@ -1,4 +1,4 @@
-"""The `ember` command line: compile, run, inspect, bench and db (see docs/cli.md).
+"""The `ember` command line: compile, run, inspect, bench, db, tune, serve (see docs/cli.md).
 
 Glue only: each subcommand calls into model_files/passes/codegen/runtime and prints. Errors are
 one line plus a hint on stderr; exit code 2 for usage errors, 1 for model errors.
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ember.cli_db import add_db_commands
+from ember.cli_service import add_service_commands, add_service_option
 from ember.cli_tune import add_tune_arguments, tune_command
 from ember.errors import EmberError, UsageError
 
@@ -66,7 +67,11 @@ def _compile(args: argparse.Namespace) -> int:
 
         optimized = quantize_graph(optimized, parse_quantize(args.quantize, args.calibration))
     database = None
-    if args.tuning_records:
+    if args.service:
+        from ember.cli_service import service_records
+
+        database = service_records(args.service, optimized, args.target, args.tuning_records)
+    elif args.tuning_records:
         from ember.autotune.records import schedule_database
 
         database = schedule_database(args.tuning_records, args.target)
@@ -341,6 +346,7 @@ def _parser() -> _Parser:
         metavar="NPZ",
         help="inputs for --quantize's calibration (default: random batches, with a warning)",
     )
+    add_service_option(p)
     p.set_defaults(handler=_compile)
 
     p = command(
@@ -397,7 +403,9 @@ def _parser() -> _Parser:
     p = command("tune", "tune a model's kernels with MetaSchedule into a tuning database")
     _add_model_options(p)
     add_tune_arguments(p)
+    add_service_option(p)
     p.set_defaults(handler=tune_command)
+    add_service_commands(sub)
     return parser
 
 
