@@ -20,6 +20,14 @@ def __getattr__(name: str) -> Any:
         from ember.api import compile
 
         return compile
+    if name == "autobatch":
+        import ember.autobatch
+
+        return ember.autobatch
+    if name == "distributed":
+        import ember.distributed
+
+        return ember.distributed
     if name == "QuantConfig":
         from ember.quantize import QuantConfig
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import operator
 from collections.abc import Callable
@@ -100,8 +101,11 @@ def to_relax(g: Graph) -> Any:
         relax.Var(v.name or f"input{i}", _relax_type(v.type, ctx)) for i, v in enumerate(g.inputs)
     ]
     env: dict[Value, Any] = dict(zip(g.inputs, params, strict=True))
+    # collectives are impure calls: lower without a dataflow block, then wrap the pure runs
+    # between them in dataflow blocks, so the calls keep the order the graph gives them
+    impure = any(getattr(node.op, "impure", False) for node in g.nodes)
     with bb.function("main", params):
-        with bb.dataflow():
+        with contextlib.nullcontext() if impure else bb.dataflow():
             for v, array in g.consts.items():
                 env[v] = _const(array, v.type)
             for node in g.nodes:
@@ -120,6 +124,6 @@ def to_relax(g: Graph) -> Any:
                 else:  # one TE function with several outputs
                     for i, v in enumerate(node.outputs):
                         env[v] = bb.emit(relax.TupleGetItem(result, i))
-            out = bb.emit_output(relax.Tuple([env[v] for v in g.outputs]))
+            out = (bb.emit if impure else bb.emit_output)(relax.Tuple([env[v] for v in g.outputs]))
         bb.emit_func_output(out)
-    return bb.get()
+    return relax.transform.ConvertToDataflow(min_size=1)(bb.get()) if impure else bb.get()
