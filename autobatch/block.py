@@ -1,0 +1,159 @@
+"""`block(module)`: a static piece of a dynamic model. Called inside `ab.run` it records a lazy
+call; called anywhere else it runs eagerly. Its per-instance signature is fixed by the first
+call; its batched kernels are compiled on first use, one per way of passing the arguments."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.utils._pytree as pytree
+
+from ember.autobatch.errors import AutobatchError
+from ember.autobatch.kernel import ArgKind, ArgSpec, Kernel, build_kernel
+from ember.autobatch.lazy import LazyValue
+
+__all__ = ["Block", "block"]
+
+log = logging.getLogger(__name__)
+
+
+class Block:
+    """A module or torch function run batched over instances (see `block`)."""
+
+    def __init__(self, fn: Callable[..., Any], *, name: str | None = None, target: Any = "llvm"):
+        if not callable(fn):
+            raise AutobatchError(f"ab.block takes an nn.Module or a function, got {type(fn)}")
+        self.fn = fn.eval() if isinstance(fn, torch.nn.Module) else fn
+        self.name = name or getattr(fn, "__name__", None) or type(fn).__name__
+        self.target = target
+        self.arg_specs: tuple[ArgSpec, ...] | None = None
+        self.out_specs: tuple[ArgSpec, ...] = ()
+        self.out_tree: Any = None
+        self.kernels: dict[tuple[tuple[ArgKind, ...], bool], Kernel] = {}
+        self._examples: tuple[torch.Tensor | None, ...] = ()
+        self._out_form: type | None = None  # LazyValue or tuple: skips pytree for plain returns
+
+    def __repr__(self) -> str:
+        return f"ab.block({self.name})"
+
+    def __call__(self, *args: Any) -> Any:
+        from ember.autobatch.runtime import active_runtime
+
+        runtime = active_runtime()
+        if runtime is None:
+            return self.fn(*args)
+        if self.arg_specs is None:
+            self._first_call(args, tuple(self._spec_of(i, a) for i, a in enumerate(args)))
+        elif not self._matches(args):
+            self._mismatch(tuple(self._spec_of(i, a) for i, a in enumerate(args)))
+        return runtime.record(self, args)
+
+    def _matches(self, args: tuple[Any, ...]) -> bool:
+        """Fast check of `args` against the signature (this runs once per recorded call)."""
+        specs = self.arg_specs
+        assert specs is not None
+        if len(args) != len(specs):
+            return False
+        for a, s in zip(args, specs, strict=True):
+            if isinstance(a, LazyValue):
+                if a.spec is not s and a.spec != s:
+                    return False
+            elif not isinstance(a, torch.Tensor) or a.dtype != s.dtype or a.shape != s.shape:
+                return False
+        return True
+
+    def _spec_of(self, i: int, a: Any) -> ArgSpec:
+        if isinstance(a, LazyValue):
+            return a.spec
+        if isinstance(a, torch.Tensor):
+            return ArgSpec(tuple(a.shape), a.dtype)
+        raise AutobatchError(
+            f"block {self.name}: argument {i} is a {type(a).__name__}; blocks take tensors only "
+            f"(make Python values tensors, or close over them in the module)"
+        )
+
+    def _first_call(self, args: tuple[Any, ...], specs: tuple[ArgSpec, ...]) -> None:
+        """Fix the signature: run the block eagerly once on zeros/this call's concrete tensors to
+        learn its outputs and to report misuse with the block's name."""
+        examples = tuple(None if isinstance(a, LazyValue) else a for a in args)
+        probe = [
+            torch.zeros(s.shape, dtype=s.dtype) if e is None else e
+            for s, e in zip(specs, examples, strict=True)
+        ]
+        try:
+            with torch.no_grad():
+                out = self.fn(*probe)
+        except Exception as err:
+            raise AutobatchError(
+                f"block {self.name} failed on its first call with arguments "
+                f"{[str(s) for s in specs]}: {type(err).__name__}: {err}"
+            ) from err
+        leaves, tree = pytree.tree_flatten(out)
+        bad = [type(x).__name__ for x in leaves if not isinstance(x, torch.Tensor)]
+        if bad or not leaves:
+            raise AutobatchError(
+                f"block {self.name} returned {type(out).__name__} holding {bad or 'no tensors'}; "
+                f"a block must return a tensor or a tuple of tensors"
+            )
+        self.out_specs = tuple(ArgSpec(tuple(x.shape), x.dtype) for x in leaves)
+        if not all(s.batchable for s in self.out_specs):
+            raise AutobatchError(
+                f"block {self.name} returned {[str(s) for s in self.out_specs]}; each output "
+                f"must have a leading batch dim of 1 (one instance's row)"
+            )
+        if not any(s.batchable for s in specs):
+            raise AutobatchError(
+                f"block {self.name}: no argument has a leading batch dim of 1 "
+                f"({[str(s) for s in specs]}); per-instance tensors must be [1, ...]"
+            )
+        self.arg_specs, self.out_tree, self._examples = specs, tree, examples
+        if isinstance(out, torch.Tensor):
+            self._out_form = LazyValue
+        elif type(out) is tuple and all(isinstance(x, torch.Tensor) for x in out):
+            self._out_form = tuple
+
+    def _mismatch(self, specs: tuple[ArgSpec, ...]) -> None:
+        assert self.arg_specs is not None
+        expected = [str(s) for s in self.arg_specs]
+        if len(specs) != len(self.arg_specs):
+            raise AutobatchError(
+                f"block {self.name} called with {len(specs)} arguments, but its first call had "
+                f"{len(self.arg_specs)} ({expected})"
+            )
+        for i, (got, want) in enumerate(zip(specs, self.arg_specs, strict=True)):
+            if got != want:
+                raise AutobatchError(
+                    f"block {self.name}: argument {i} is {got} but the block was first called "
+                    f"with {want}; a block keeps one per-instance signature (make one block per "
+                    f"shape)"
+                )
+
+    def kernel(self, kinds: tuple[ArgKind, ...], coarsen: bool) -> Kernel:
+        """The batched kernel for this way of passing the arguments (compiled once)."""
+        key = (kinds, coarsen)
+        found = self.kernels.get(key)
+        if found is None:
+            assert self.arg_specs is not None
+            log.info("compiling block %s for %s", self.name, [k.value for k in kinds])
+            found = build_kernel(self.name, self.fn, kinds, self.arg_specs, self._examples,
+                                 coarsen=coarsen, target=self.target)  # fmt: skip
+            self.kernels[key] = found
+        return found
+
+    def wrap(self, call: Any, depth: int, round_: int) -> Any:
+        """The call's outputs as LazyValues, in the structure the block returns."""
+        values = [LazyValue(call, i, s, depth, round_) for i, s in enumerate(self.out_specs)]
+        if self._out_form is tuple:
+            return tuple(values)
+        if self._out_form is LazyValue:
+            return values[0]
+        return pytree.tree_unflatten(values, self.out_tree)
+
+
+def block(fn: Callable[..., Any], *, name: str | None = None, target: Any = "llvm") -> Block:
+    """Make `fn` (an nn.Module or torch function of [1, ...] tensors, row-wise) a static block:
+    inside `ab.run` its calls are recorded and run batched by ember-compiled kernels."""
+    return Block(fn, name=name, target=target)

@@ -1,0 +1,138 @@
+"""Lazy block results: `Call` (one recorded block call of one instance) and `LazyValue` (one of
+its outputs). Reading a value (`.item()`, `bool()`, a torch op, ...) forces it: inside `ab.run`
+the instance is suspended until the scheduler has computed it (see runtime.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.utils._pytree as pytree
+
+from ember.autobatch.kernel import ArgSpec
+
+__all__ = ["Call", "LazyValue", "force"]
+
+
+class Call:
+    """A recorded block call: its inputs, inline-computed depth and, once run, where its outputs
+    live (row `row` of the group's output buffers)."""
+
+    __slots__ = ("args", "block", "depth", "outputs", "round", "row")
+
+    def __init__(self, block: Any, args: tuple[Any, ...], depth: int, round_: int) -> None:
+        self.block = block
+        self.args = args
+        self.depth = depth
+        self.round = round_
+        self.outputs: list[torch.Tensor] | None = None
+        self.row = 0
+
+
+# Set by runtime.py: makes sure a call has run (suspending the instance if it must wait).
+_force_hook: list[Callable[[Call], None]] = []
+
+
+class LazyValue:
+    """Output `slot` of a recorded block call; `depth` is the call's depth, or more after ghost
+    ops padded it (see ghosts.py). Pass it to other blocks freely; read it and it is computed."""
+
+    __slots__ = ("call", "depth", "round", "slot", "spec")
+
+    def __init__(self, call: Call, slot: int, spec: ArgSpec, depth: int, round_: int) -> None:
+        self.call = call
+        self.slot = slot
+        self.spec = spec
+        self.depth = depth
+        self.round = round_
+
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size(self.spec.shape)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.spec.dtype
+
+    @property
+    def ready(self) -> bool:
+        return self.call.outputs is not None
+
+    def source(self) -> tuple[torch.Tensor, int]:
+        """The batched buffer holding this value and its row (the value must be ready)."""
+        assert self.call.outputs is not None
+        return self.call.outputs[self.slot], self.call.row
+
+    def value(self) -> torch.Tensor:
+        """This value as a torch tensor (a [1, ...] view of its group's output buffer)."""
+        if self.call.outputs is None:
+            _force_hook[0](self.call)
+        buffer, row = self.source()
+        return buffer[row : row + 1]
+
+    def __repr__(self) -> str:
+        state = "ready" if self.ready else f"pending at depth {self.depth}"
+        return f"LazyValue({self.call.block.name}[{self.slot}]: {self.spec}, {state})"
+
+    @classmethod
+    def __torch_function__(cls, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        return func(*force(args), **force(kwargs or {}))
+
+    def item(self) -> Any:
+        return self.value().item()
+
+    def tolist(self) -> Any:
+        return self.value().tolist()
+
+    def numpy(self) -> Any:
+        return self.value().numpy()
+
+    def __bool__(self) -> bool:
+        return bool(self.value())
+
+    def __float__(self) -> float:
+        return float(self.value())
+
+    def __int__(self) -> int:
+        return int(self.value())
+
+    def __index__(self) -> int:
+        return self.value().__index__()
+
+    def __len__(self) -> int:
+        return self.spec.shape[0]
+
+    def __getitem__(self, key: Any) -> Any:
+        return self.value()[force(key)]
+
+
+def _binary(name: str) -> Callable[[LazyValue, Any], Any]:
+    def method(self: LazyValue, other: Any) -> Any:
+        return getattr(self.value(), name)(force(other))
+
+    method.__name__ = name
+    return method
+
+
+def _unary(name: str) -> Callable[[LazyValue], Any]:
+    def method(self: LazyValue) -> Any:
+        return getattr(self.value(), name)()
+
+    method.__name__ = name
+    return method
+
+
+for _name in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul", "and", "or"):
+    setattr(LazyValue, f"__{_name}__", _binary(f"__{_name}__"))
+    setattr(LazyValue, f"__r{_name}__", _binary(f"__r{_name}__"))
+for _name in ("lt", "le", "gt", "ge", "eq", "ne"):
+    setattr(LazyValue, f"__{_name}__", _binary(f"__{_name}__"))
+for _name in ("neg", "abs", "invert"):
+    setattr(LazyValue, f"__{_name}__", _unary(f"__{_name}__"))
+LazyValue.__hash__ = object.__hash__  # type: ignore[method-assign]  # __eq__ above is a tensor op
+
+
+def force(tree: Any) -> Any:
+    """`tree` with every LazyValue replaced by its torch tensor (computing it if needed)."""
+    return pytree.tree_map_only(LazyValue, LazyValue.value, tree)

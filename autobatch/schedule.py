@@ -1,0 +1,140 @@
+"""Launching one (block, depth) group as one batched kernel: classify each argument (taint:
+the same tensor for every call is passed once), point the kernel at the producers' output
+buffers with row indices (the gather happens inside the kernel), run it, and hand every call
+its row of the contiguous outputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ember.autobatch.errors import AutobatchError
+from ember.autobatch.kernel import ArgKind, ArgSpec
+from ember.autobatch.lazy import Call, LazyValue
+
+__all__ = ["Options", "Stats", "launch"]
+
+
+@dataclass(frozen=True)
+class Options:
+    """Which static optimizations are on (all, unless an ablation turns one off)."""
+
+    coarsen: bool = True
+    taint: bool = True
+    gather: bool = True
+
+
+@dataclass
+class Stats:
+    """What a run did: rounds, kernel launches and how argument rows reached the kernels."""
+
+    rounds: int = 0
+    launches: int = 0
+    calls: int = 0
+    rows_in_place: int = 0  # read by the kernel from one producer's buffer through indices
+    rows_staged: int = 0  # copied together by the runtime first (several producers, gather off)
+    rows_uploaded: int = 0  # per-instance tensors made by Python, stacked into a batch
+    shared_args: int = 0  # arguments passed once for a whole group (taint)
+    ghosts: int = 0  # values whose depth a ghost op padded
+
+
+def _idx(rows: list[int]) -> torch.Tensor:
+    return torch.from_numpy(np.array(rows, dtype=np.int64))
+
+
+def _single_source(column: list[Any]) -> tuple[torch.Tensor, list[int]] | None:
+    """The one producer buffer every value in `column` lives in, and their rows."""
+    first = column[0]
+    if not isinstance(first, LazyValue):
+        return None
+    buffer, _ = first.source()
+    rows = []
+    for a in column:
+        if not isinstance(a, LazyValue):
+            return None
+        b, row = a.source()
+        if b is not buffer:
+            return None
+        rows.append(row)
+    return buffer, rows
+
+
+def _stage(column: list[Any], spec: ArgSpec, stats: Stats) -> torch.Tensor:
+    """Copy the column into one contiguous batch: one gather per producer buffer, one stack of
+    the Python-made tensors."""
+    staged = torch.empty((len(column), *spec.shape[1:]), dtype=spec.dtype)
+    by_buffer: dict[int, tuple[torch.Tensor, list[int], list[int]]] = {}
+    made: list[tuple[int, torch.Tensor]] = []
+    for pos, a in enumerate(column):
+        if isinstance(a, LazyValue):
+            buffer, row = a.source()
+            entry = by_buffer.setdefault(id(buffer), (buffer, [], []))
+            entry[1].append(pos)
+            entry[2].append(row)
+        else:
+            made.append((pos, a))
+    for buffer, positions, rows in by_buffer.values():
+        staged.index_copy_(0, _idx(positions), buffer.index_select(0, _idx(rows)))
+        stats.rows_staged += len(rows)
+    if made:
+        staged.index_copy_(0, _idx([p for p, _ in made]), torch.cat([a for _, a in made]))
+        stats.rows_uploaded += len(made)
+    return staged
+
+
+def _batched_arg(column: list[Any], spec: ArgSpec, options: Options, stats: Stats) -> list[Any]:
+    """The kernel inputs for one per-instance argument: (buffer, rows) or a contiguous batch."""
+    found = _single_source(column) if options.gather else None
+    if found is not None:
+        stats.rows_in_place += len(column)
+        return [found[0], _idx(found[1])]
+    staged = _stage(column, spec, stats)
+    return [staged, torch.arange(len(column))] if options.gather else [staged]
+
+
+def launch(block: Any, calls: list[Call], options: Options, stats: Stats) -> None:
+    """Run `calls` (one group: same block, same depth) as one batched kernel."""
+    assert block.arg_specs is not None
+    kinds: list[ArgKind] = []
+    inputs: list[Any] = []
+    for j, spec in enumerate(block.arg_specs):
+        column = [c.args[j] for c in calls]
+        first = column[0]
+        same = not isinstance(first, LazyValue) and all(a is first for a in column)
+        if same and (options.taint or not spec.batchable):
+            kinds.append(ArgKind.SHARED if spec.batchable else ArgKind.FIXED)
+            inputs.append(first)
+            stats.shared_args += 1
+        elif not spec.batchable:
+            raise AutobatchError(
+                f"block {block.name}: argument {j} ({spec}) differs between instances but has "
+                f"no leading batch dim of 1; pass per-instance tensors as [1, ...], or the same "
+                f"tensor object to every call"
+            )
+        else:
+            kinds.append(ArgKind.GATHER if options.gather else ArgKind.BATCH)
+            inputs.extend(_batched_arg(column, spec, options, stats))
+    if not any(k in (ArgKind.GATHER, ArgKind.BATCH) for k in kinds):
+        _batch_first_shared(kinds, inputs, len(calls), options)
+    outputs = block.kernel(tuple(kinds), options.coarsen)(inputs)
+    for row, call in enumerate(calls):
+        call.outputs = outputs
+        call.row = row
+    stats.launches += 1
+    stats.calls += len(calls)
+
+
+def _batch_first_shared(kinds: list[ArgKind], inputs: list[Any], n: int, options: Options) -> None:
+    """Every argument is shared: gather the first [1, ...] one n times so the batch has n rows."""
+    j = kinds.index(ArgKind.SHARED)
+    pos = sum(2 if k is ArgKind.GATHER else 1 for k in kinds[:j])
+    tensor = inputs[pos]
+    if options.gather:
+        kinds[j] = ArgKind.GATHER
+        inputs[pos : pos + 1] = [tensor, torch.zeros(n, dtype=torch.int64)]
+    else:
+        kinds[j] = ArgKind.BATCH
+        inputs[pos] = tensor.expand(n, *tensor.shape[1:]).contiguous()
