@@ -28,10 +28,6 @@ def __getattr__(name: str) -> Any:
         import ember.distributed
 
         return ember.distributed
-    if name == "autobatch":
-        import ember.autobatch
-
-        return ember.autobatch
     if name == "QuantConfig":
         from ember.quantize import QuantConfig
 
