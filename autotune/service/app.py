@@ -110,6 +110,15 @@ def _owner(request: Request) -> str:
 
 State = Annotated[_State, Depends(_state)]
 Owner = Annotated[str, Depends(_owner)]
+# OpenAPI links: a submitted job's id feeds the routes about it (clients and fuzzers follow them)
+_JOB_ID = {"parameters": {"job_id": "$response.body#/id"}}
+_SUBMITTED: dict[int | str, dict[str, Any]] = {
+    code: {"description": description, "links": {
+        "status": {"operationId": "job_status", **_JOB_ID},
+        "cancel": {"operationId": "cancel", **_JOB_ID},
+        "records": {"operationId": "job_records", **_JOB_ID},
+    }} for code, description in ((201, "a new job"), (200, "the job of a known request_id"))
+}  # fmt: skip
 Status = Literal[STATUSES]  # type: ignore[valid-type]
 router = APIRouter(prefix="/v1", responses=_ERRORS)
 
@@ -118,6 +127,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
     """The ASGI app on `config.database` (SQLite path or postgresql:// URL)."""
     records = TuningDatabase.open(config.database)
     app = FastAPI(
+        generate_unique_id_function=lambda route: route.name,
         title="ember tuning service",
         version=records.versions["ember"],
         description="Shared autotuning: a job queue, TVM RPC measurement workers and the "
@@ -173,7 +183,8 @@ def stats(state: State, who: Owner) -> StatsOut:
     )
 
 
-@router.post("/jobs/model", response_model=JobOut, status_code=201, tags=["jobs"])
+@router.post("/jobs/model", response_model=JobOut, status_code=201, tags=["jobs"],
+             responses=_SUBMITTED)  # fmt: skip
 def submit_model(
     state: State,
     who: Owner,
@@ -198,7 +209,8 @@ def submit_model(
     return _submit(state, spec, file, who, response)
 
 
-@router.post("/jobs/tasks", response_model=JobOut, status_code=201, tags=["jobs"])
+@router.post("/jobs/tasks", response_model=JobOut, status_code=201, tags=["jobs"],
+             responses=_SUBMITTED)  # fmt: skip
 def submit_tasks(body: TaskJobIn, state: State, who: Owner, response: Response) -> JobOut:
     """Tune a task list (kernels extracted by the client: no weights leave it)."""
     for task in body.tasks:
@@ -266,7 +278,9 @@ def best(
         return EntriesOut(entries=entries_of(other, other.best(structural_hash, spec, k)))
 
 
-_NDJSON = {"content": {"application/x-ndjson": {"schema": {"type": "string"}}}, "required": True}
+_JSON_LINES = {"schema": {"type": "string", "description": "`ember db export`'s file"}}
+_NDJSON = {"content": {"text/plain": _JSON_LINES, "application/x-ndjson": _JSON_LINES},
+           "required": True}  # fmt: skip
 
 
 @router.post("/records", response_model=ImportOut, tags=["records"],
