@@ -99,7 +99,8 @@ def _read(body: list[ast.stmt]) -> set[str]:
 
 
 def _ghost_stmt(name: str, k: int) -> ast.stmt:
-    call = ast.Call(ast.Name(_GHOST, ast.Load()), [ast.Name(name, ast.Load()), ast.Constant(k)])
+    args = [ast.Name(name, ast.Load()), ast.Constant(k)]
+    call = ast.Call(ast.Name(_GHOST, ast.Load()), args, [])
     return ast.Assign([ast.Name(name, ast.Store())], call)
 
 

@@ -1,0 +1,132 @@
+"""Dynamic models run batched by ember.autobatch equal eager (1e-5): TreeLSTM (recursion), an
+if/else on a computed value (replay, ghost ops), a variable-length RNN (loop, taint)."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+import torch
+
+import ember.autobatch as ab
+from ember.autobatch.kernel import ArgKind
+from tests.autobatch.models import branch_program, random_tree, rnn_program, treelstm_program
+
+
+def _assert_equal(batched: list[Any], eager: list[Any]) -> None:
+    assert len(batched) == len(eager)
+    for got, want in zip(batched, eager, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def treelstm() -> Any:
+    return treelstm_program(16)
+
+
+def _trees(n: int, seed: int) -> list[Any]:
+    rng = random.Random(seed)
+    return [random_tree(rng.randint(3, 9), rng) for _ in range(n)]
+
+
+def test_treelstm_matches_eager(treelstm: Any) -> None:
+    _, _, encode = treelstm
+    trees = _trees(6, 0)
+    stats = ab.Stats()
+    outs = ab.run(encode, trees, stats=stats)
+    with torch.no_grad():
+        _assert_equal(outs, [encode(t) for t in trees])
+    assert isinstance(outs[0], tuple)
+    assert outs[0][0].shape == (1, 16)
+    assert stats.calls == sum(_size(t) for t in trees)  # every leaf and node call, once
+    assert stats.rounds == 1
+    assert stats.launches < stats.calls
+    # one launch per (block, depth): leaves all at depth 0, node depths 1..max
+    assert stats.launches == 1 + max(_depth(t) for t in trees)
+    assert stats.rows_in_place > 0  # some inputs read straight from a producer's buffer
+
+
+def _size(tree: Any) -> int:
+    return 1 if isinstance(tree, int) else 1 + _size(tree[0]) + _size(tree[1])
+
+
+def _depth(tree: Any) -> int:
+    return 0 if isinstance(tree, int) else 1 + max(_depth(tree[0]), _depth(tree[1]))
+
+
+def test_block_kernel_reads_inputs_through_gather_indices(treelstm: Any) -> None:
+    _, node, _ = treelstm
+    ((kinds, coarsen),) = node.kernels
+    assert kinds == (ArgKind.GATHER,) * 4
+    assert coarsen
+    graph = node.kernels[kinds, coarsen].graph
+    # per argument: a producer buffer with its own row count, and a [batch] index vector
+    shapes = [tuple(map(str, v.type.shape)) for v in graph.inputs]
+    assert shapes[:2] == [("rows0", "16"), ("batch",)]
+    assert [n.op.name for n in graph.nodes].count("gather") == 4
+    assert all(str(v.type.shape[0]) == "batch" for v in graph.outputs)
+
+
+@pytest.mark.slow
+def test_rnn_loop_matches_eager_and_passes_shared_state_once() -> None:
+    cell, run_sequence = rnn_program(3, 8)
+    rng = torch.Generator().manual_seed(0)
+    seqs = [torch.randn(n, 3, generator=rng) for n in (4, 1, 7, 3, 7)]
+    stats = ab.Stats()
+    outs = ab.run(run_sequence, seqs, stats=stats)
+    with torch.no_grad():
+        _assert_equal(outs, [run_sequence(s) for s in seqs])
+    assert stats.launches == 7  # one per time step: depth == t
+    # taint: at t = 0 every instance passes the same h0, so the kernel takes it once, unbatched
+    shared = cell.kernels[(ArgKind.GATHER, ArgKind.SHARED), True].graph
+    assert [tuple(map(str, v.type.shape)) for v in shared.inputs] == [
+        ("rows0", "3"),
+        ("batch",),
+        ("1", "8"),
+    ]
+    assert (ArgKind.GATHER, ArgKind.GATHER) in {k for k, _ in cell.kernels}
+    assert stats.shared_args == 1
+
+
+@pytest.mark.slow
+def test_branch_on_data_replays_and_ghosts_align_depths() -> None:
+    blocks, classify = branch_program(3, 8)
+    xs = [torch.randn(1, 3, generator=torch.Generator().manual_seed(i)) for i in range(12)]
+    with torch.no_grad():
+        eager = [classify(x) for x in xs]
+    taken = {bool(blocks[1](blocks[0](x)) > 0) for x in xs}
+    assert taken == {True, False}  # both branches are exercised
+    with_ghosts, without = ab.Stats(), ab.Stats()
+    _assert_equal(ab.run(classify, xs, stats=with_ghosts), eager)
+    _assert_equal(ab.run(classify, xs, ghosts=False, stats=without), eager)
+    assert with_ghosts.rounds == 2  # the .item() suspended every instance once
+    assert with_ghosts.ghosts > 0
+    # round 2: deep1+deep2 vs shallow; the head batches once with ghosts, twice without
+    head = blocks[-1]
+    assert len(head.kernels) == 1
+    assert without.launches == with_ghosts.launches + 1
+
+
+@pytest.mark.slow
+def test_ablations_match_eager(treelstm: Any) -> None:
+    _, _, encode = treelstm
+    trees = _trees(4, 1)
+    with torch.no_grad():
+        eager = [encode(t) for t in trees]
+    for switch in ("coarsen", "taint", "gather"):
+        _assert_equal(ab.run(encode, trees, **{switch: False}), eager)
+
+
+@pytest.mark.slow
+def test_nondeterministic_instance_is_reported() -> None:
+    blocks, _ = branch_program(3, 8)
+    enc, gate, deep1, _, shallow, _ = blocks
+    flips = iter(range(100))
+
+    def unstable(x: torch.Tensor) -> Any:
+        h = deep1(x) if next(flips) % 2 else shallow(x)  # a different block on the re-run
+        return gate(h).item()
+
+    with pytest.raises(ab.AutobatchError, match="must be deterministic"):
+        ab.run(lambda x: unstable(enc(x)), [torch.zeros(1, 3)])
