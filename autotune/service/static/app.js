@@ -31,7 +31,7 @@ function el(tag, attrs = {}, ...children) {
 function curve(points) {
   const measured = points.filter((p) => p.best_ms !== null);
   if (measured.length === 0) return el("div", { class: "empty" }, "no curve yet: waiting for every kernel's first measurement");
-  const width = 320, height = 150, left = 48, bottom = 22, top = 8, right = 8;
+  const width = 320, height = 150, left = 58, bottom = 22, top = 8, right = 8;
   const maxTrials = Math.max(...measured.map((p) => p.trials), 1);
   const lo = Math.min(...measured.map((p) => p.best_ms)), hi = Math.max(...measured.map((p) => p.best_ms));
   const span = hi - lo || hi * 0.1 || 1;
@@ -59,7 +59,7 @@ function card(job) {
   const planned = job.planned || job.trials;
   const share = Math.min(100, (100 * job.measured) / Math.max(planned, 1));
   const target = job.target.mcpu ? `${job.target.kind} ${job.target.mcpu}` : job.target.kind;
-  const what = job.kind === "model" ? job.filename : `${job.tasks.length || "?"} tasks`;
+  const what = job.kind === "model" ? job.filename : "task list";
   const node = el("section", { class: "job", "data-job": job.id, "data-status": job.status },
     el("h2", {}, `#${job.id} ${what}`, el("span", { class: `status ${job.status}` }, job.status)),
     el("div", { class: "meta" }, `${target} · ${job.trials} trials · ${job.owner}` + (job.rpc_key ? ` · rpc ${job.rpc_key}` : "") +
