@@ -67,6 +67,10 @@ def add_tune_arguments(p: argparse.ArgumentParser) -> None:
 
 def tune_command(args: argparse.Namespace) -> int:
     """Run `ember tune`."""
+    if args.service:  # tuned by the service's workers: see cli_service.py
+        from ember.cli_service import remote_tune
+
+        return remote_tune(args, _ProgressBar())
     from ember.autotune.database import TuningDatabase
     from ember.autotune.measure import Tracker
     from ember.autotune.records import schedule_database

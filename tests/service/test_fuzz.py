@@ -19,7 +19,7 @@ def test_no_request_gets_a_server_error(tmp_path):
         argv = [sys.executable, "-m", "schemathesis.cli", "run", f"{server.url}/openapi.json",
                 "--checks", "not_a_server_error", "--header", f"Authorization: Bearer {TOKEN}",
                 "--max-examples", "10", "--seed", "0", "--request-timeout", "60"]  # fmt: skip
-        run = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+        run = subprocess.run(argv, capture_output=True, text=True, timeout=600, cwd=tmp_path)
         log = server.log.read_text()
     assert run.returncode == 0, run.stdout[-4000:]
     assert " passed" in run.stdout
