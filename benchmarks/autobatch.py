@@ -299,7 +299,8 @@ def _other_models(dy: Any, repeat: int) -> list[Row]:
         "ember-no-ghosts": _ember(classify, xs, ghosts=False),
     }
     if dy is not None:
-        impls["dynet"] = lambda r=dynet_branchy(dy, layers): r(xs)
+        dy_branchy = dynet_branchy(dy, layers)
+        impls["dynet"] = lambda: dy_branchy(xs)
     rows.append(_case("if/else", f"64 x h{HIDDEN}", xs, classify, impls, repeat))
 
     cell = RNNCell(HIDDEN).eval()
@@ -312,7 +313,8 @@ def _other_models(dy: Any, repeat: int) -> list[Row]:
         "ember-no-gather": _ember(run_sequence, seqs, gather=False),
     }
     if dy is not None:
-        impls["dynet"] = lambda r=dynet_rnn(dy, cell): r(seqs)
+        dy_rnn = dynet_rnn(dy, cell)
+        impls["dynet"] = lambda: dy_rnn(seqs)
     rows.append(_case("rnn", f"64 seqs 5-30 h{HIDDEN}", seqs, run_sequence, impls, repeat))
     return rows
 
