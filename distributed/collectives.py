@@ -76,11 +76,15 @@ def exchange_counts(counts: Any) -> np.ndarray:
     send = _torch(counts).to(torch.int64).contiguous()
     world = dist.get_world_size()
     recv = torch.empty_like(send)
+    record = CommRecord("counts", send.nbytes * 2, time.perf_counter())
+    record.wait_begin = record.start  # synchronous: all of it is exposed
     try:
         work = dist.all_to_all_single(recv, send, async_op=True)
         work.wait(timeout=_TIMEOUT[0])
     except Exception as err:
         raise _failed("the token-count exchange", err) from err
+    record.wait_end = time.perf_counter()
+    TRACE.append(record)
     return recv.reshape(world, -1).numpy()
 
 

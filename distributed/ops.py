@@ -131,11 +131,13 @@ class AllToAllWait(Op):
 @register_op
 @dataclass(frozen=True)
 class ExpertMm(Op):
-    """out[i] = x[i] @ w[g(i) % period], g(i) = #{j : offsets[j] <= i}.
+    """out[i] = x[i] @ w[g(i) % period], g(i) = min(#{j : offsets[j] <= i}, G - 1).
 
     The rows an expert-parallel rank receives are grouped by (source rank, local expert), so
-    group g uses local expert g % period (period = experts per rank). Rows at or past the last
-    offset are zero. x is (N, K), w (period, K, F), offsets (G,) inclusive cumulative sizes.
+    group g uses local expert g % period (period = experts per rank). x is (N, K), w
+    (period, K, F), offsets (G,) the inclusive cumulative group sizes (rows past the last offset
+    count as the last group). Lowered to a row-indexed GEMM kernel with its own CPU schedule:
+    each row reads its expert's weight rows, 4 rows x 128 columns per register tile.
     """
 
     name: ClassVar[str] = "expert_mm"
@@ -151,39 +153,57 @@ class ExpertMm(Op):
         return TensorType((x.shape[0], w.shape[2]), x.dtype)
 
     def reference(self, x: np.ndarray, w: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-        out = np.zeros((x.shape[0], w.shape[2]), dtype=np.float64)
-        start = 0
-        for g, end in enumerate(offsets.astype(np.int64)):
-            end = min(int(end), x.shape[0])
-            if end > start:
-                weight = w[g % self.period].astype(np.float64)
-                out[start:end] = x[start:end].astype(np.float64) @ weight
-            start = max(start, end)
-        return out.astype(x.dtype)
+        groups = np.searchsorted(offsets.astype(np.int64), np.arange(x.shape[0]), side="right")
+        experts = np.minimum(groups, len(offsets) - 1) % self.period
+        rows = np.einsum("nk,nkf->nf", x.astype(np.float64), w[experts].astype(np.float64))
+        return rows.astype(x.dtype)
 
-    def compute(self, x: Any, w: Any, offsets: Any) -> Any:
+    def lower(self, ctx: Any, args: Any) -> Any:
+        from tvm import relax
+
+        x, w, offsets = args
+        experts = ctx.bb.emit_te(self._experts, x, offsets, primfunc_name_hint="expert_index")
+        kernel = ctx.bb.add_func(_row_gemm(*(int(d) for d in ctx.node.inputs[1].type.shape),
+                                           ctx.node.inputs[0].type.dtype.tvm), "expert_mm")  # fmt: skip
+        out = relax.TensorType(ctx.shape(0), ctx.out_types[0].dtype.tvm)
+        return ctx.bb.emit(relax.call_tir(kernel, [x, w, experts], out))
+
+    def _experts(self, x: Any, offsets: Any) -> Any:
         from tvm import te, tirx
 
         e = te.reduce_axis((0, offsets.shape[0]), name="e")
+        one, zero = tirx.const(1, "int64"), tirx.const(0, "int64")
         group = te.compute(
             (x.shape[0],),
-            lambda i: te.sum(
-                tirx.Select(
-                    offsets[e].astype("int64") <= i.astype("int64"),
-                    tirx.const(1, "int64"),
-                    tirx.const(0, "int64"),
-                ),
-                axis=e,
-            ),
+            lambda i: te.sum(tirx.Select(offsets[e].astype("int64") <= i, one, zero), axis=e),
             name="group",
         )
-        k = te.reduce_axis((0, x.shape[1]), name="k")
-        groups = tirx.Cast("int64", offsets.shape[0])
+        last = tirx.Cast("int64", offsets.shape[0]) - 1
+        return te.compute(
+            group.shape,
+            lambda i: tirx.floormod(tirx.min(group[i], last), self.period),
+            name="expert",
+        )
 
-        def body(i: Any, n: Any) -> Any:
-            g = group[i]
-            expert = tirx.floormod(tirx.min(g, groups - 1), self.period)
-            product = x[i, k] * w[expert, k, n]
-            return te.sum(tirx.Select(g < groups, product, tirx.const(0, x.dtype)), axis=k)
 
-        return te.compute((x.shape[0], w.shape[2]), body, name="expert_mm")
+def _row_gemm(experts: int, k: int, f: int, dtype: str) -> Any:
+    """out[i, :] = x[i, :] @ w[expert[i]] for any row count, scheduled for CPU SIMD."""
+    from tvm import s_tir, te, tirx
+
+    n = tirx.Var("n", "int64")
+    x = te.placeholder((n, k), dtype, name="x")
+    w = te.placeholder((experts, k, f), dtype, name="w")
+    expert = te.placeholder((n,), "int64", name="expert")
+    r = te.reduce_axis((0, k), name="k")
+    out = te.compute((n, f), lambda i, j: te.sum(x[i, r] * w[expert[i], r, j], axis=r), name="out")
+    sch = s_tir.Schedule(te.create_prim_func([x, w, expert, out]))
+    block = sch.get_sblock("out")
+    i, j, kk = sch.get_loops(block)
+    io, ii = sch.split(i, [None, 4])
+    jo, ji = sch.split(j, [None, min(128, f)])
+    sch.reorder(io, jo, kk, ii, ji)
+    sch.decompose_reduction(block, kk)
+    sch.unroll(ii)
+    # opaque: TVM's fusion must not merge this kernel into others (it would drop the schedule)
+    func = sch.mod["main"].without_attr("global_symbol")  # the module names it
+    return func.with_attrs({"tirx.is_scheduled": True, "op_pattern": 8})
