@@ -89,7 +89,7 @@ def test_quantize_rows_matches_reference(rng):
     assert q.numpy().max() <= 15
 
 
-@pytest.mark.parametrize("rows", [1, 24])
+@pytest.mark.parametrize("rows", [1, 13, 24, 517])
 def test_int4_matmul_dequantizes_in_kernel(rng, rows):
     q = rng.integers(0, 16, (K, N)).astype(np.uint8)
     s = rng.random((K // 64, N)).astype(np.float32)
