@@ -35,6 +35,9 @@ __all__ = ["tasks_from_json", "tune_task_list"]
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
+# candidates measured per search round: records are committed (and progress reported) after each
+# round, so a worker that dies loses at most this many measurements (MetaSchedule's default: 64)
+_BATCH = 8
 
 
 def tasks_from_json(payload: bytes) -> list[Task]:
@@ -109,7 +112,7 @@ def tune_task_list(tasks: Sequence[Task], target: dict[str, Any], *, trials: int
             work_dir=work_dir,
             max_trials_global=budget,
             max_trials_per_task=remaining,
-            num_trials_per_iter=min(32, remaining),
+            num_trials_per_iter=min(_BATCH, remaining),
             builder=InProcessBuilder(),
             runner=runner,
             database=database,
