@@ -97,10 +97,11 @@ def _submit_all(url: str, jobs: int, clients: int, retry_every: int) -> dict[str
                 if index is None:
                     return
                 request_id = uuid.uuid4().hex
+                body = _body(request_id)
                 for _ in range(2 if index % retry_every == 0 else 1):
                     start = time.perf_counter()
                     try:
-                        response = http.post("/v1/jobs/tasks", json=_body(request_id))
+                        response = http.post("/v1/jobs/tasks", json=body)
                     except httpx.HTTPError as err:
                         with lock:
                             errors.append(f"{type(err).__name__}: {err}")
@@ -115,6 +116,7 @@ def _submit_all(url: str, jobs: int, clients: int, retry_every: int) -> dict[str
                                 (response.status_code, response.json()["id"])
                             )
 
+    _task()  # imports TVM once, before the clock starts
     threads = [threading.Thread(target=client) for _ in range(clients)]
     start = time.perf_counter()
     for t in threads:
