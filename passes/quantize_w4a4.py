@@ -7,7 +7,11 @@ channels: per token and group for activations (dynamic), per output channel and 
 weights, integer products summed per group and dequantized per group in the kernel
 (`int4_group_matmul`). The matching weight rows are permuted the same way, so the result is
 the same matmul. method="rtn" quantizes every channel to 4 bits in its original order.
-Matmuls whose shapes do not fit (K - outliers not a multiple of group_size, N of 16) stay float32.
+
+At most half of the channels keep 8 bits (a multiple of 4: the VNNI step), so models narrower
+than 2 * outliers are still quantized. When the 4-bit channels are not a whole number of groups,
+the last group is padded with zero activations and zero weights (which change neither the
+group's scales nor the result). Matmuls whose N is not a multiple of 16 stay float32.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ember.ir import Builder, Graph, Value, rewrite
-from ember.ir.ops import BINARY_OPS, Gather, Int4GroupMatMul, Int8MatMul, QuantizeRows
+from ember.ir.ops import BINARY_OPS, Gather, Int4GroupMatMul, Int8MatMul, Pad, QuantizeRows
 from ember.ir.ops.quant_pack import pack_vnni_int4, pack_vnni_int8, quantize_symmetric
 from ember.passes._match import linear_rule
 from ember.passes.registry import graph_pass
@@ -26,6 +30,10 @@ __all__ = ["quantize_w4a4"]
 
 
 def _int4_part(b: Builder, x: Value, w: np.ndarray, group_size: int) -> Value:
+    pad = -w.shape[0] % group_size
+    if pad:
+        x = b.emit(Pad((0, 0, 0, pad)), x)
+        w = np.concatenate([w, np.zeros((pad, w.shape[1]), w.dtype)])
     k, n = w.shape
     grouped = w.reshape(k // group_size, group_size, n)
     q, scale = quantize_symmetric(grouped, 4, axis=1)  # levels -7..7, scale [groups, 1, N]
@@ -66,8 +74,8 @@ def quantize_w4a4(
     def rewrite_linear(b: Builder, x: Value, w: np.ndarray, key: Value) -> Value | None:
         k, n = w.shape
         samples = None if activations is None else activations.get(key)
-        kept = outliers if method == "atom" and samples is not None else 0
-        if n % 16 or k <= kept or (k - kept) % group_size or kept % 4:
+        kept = min(outliers, k // 2) // 4 * 4 if method == "atom" and samples is not None else 0
+        if n % 16:
             return None
         if not kept:
             return _int4_part(b, x, w, group_size)

@@ -63,3 +63,28 @@ def test_cli_spec_and_errors():
         parse_quantize("w3a3")
     with pytest.raises(UsageError, match="scheme w8a8 has no method 'awq'"):
         ember.QuantConfig("w8a8", method="awq")
+
+
+def test_tiny_llama_w4a4_is_quantized_and_close():
+    """transformers' Llama at hidden 128 (K = 128 < 2 x 128 outliers): every linear layer runs
+    in W4A4 (64 int8 outlier channels, the rest int4 padded to a group) and the logits keep a
+    cosine similarity above 0.95 to fp32 at every position."""
+    from examples.zoo import build
+
+    model = build("llama")[0]
+    generator = torch.Generator().manual_seed(1)
+    ids = torch.randint(0, 512, (2, 16), generator=generator)
+    calibration = [(torch.randint(0, 512, (2, 16), generator=generator),) for _ in range(4)]
+    config = ember.QuantConfig("w4a4", calibration=calibration)
+    compiled = ember.compile(model, (ids,), quantize=config, cache=False)
+    ops = compiled.programs[0].graph.op_histogram()
+    layers = 2 * 7 + 1  # q, k, v, o, gate, up, down per layer, and the LM head
+    assert ops["int4_group_matmul"] == layers
+    assert ops["int8_matmul"] == layers
+    assert ops["matmul"] == 4  # attention's two activation products per layer stay float
+    with torch.no_grad():
+        expected = model(ids).logits.numpy()
+    out = compiled(ids).logits.numpy()
+    cosine = np.sum(out * expected, -1) / np.linalg.norm(out, axis=-1)
+    cosine /= np.linalg.norm(expected, axis=-1)
+    assert cosine.min() > 0.95

@@ -86,3 +86,29 @@ def test_atom_beats_rtn(rng):
     assert "int4_group_matmul" in ops
     assert "int8_matmul" in ops
     assert _error(g, atom_graph, x) < 0.5 * _error(g, rtn_graph, x)
+
+
+def test_atom_pads_a_partial_last_group(rng):
+    """K - outliers = 192 channels: one whole group of 128 and one padded with zeros."""
+    x, w = _outlier_data(rng)
+    g = _linear(w, rows=64)
+    atom_graph = quantize_w4a4(g, group_size=128, outliers=64, activations=_calibration(g, x))
+    ops = [n.op.name for n in atom_graph.nodes]
+    assert "pad" in ops
+    assert "matmul" not in ops
+    (int4,) = (n for n in atom_graph.nodes if n.op.name == "int4_group_matmul")
+    assert int4.inputs[0].type.shape[1] == 256  # 192 reordered channels + 64 of padding
+    rtn_graph = quantize_w4a4(g, group_size=128, method="rtn")
+    assert _error(g, atom_graph, x) < 0.5 * _error(g, rtn_graph, x)
+
+
+def test_atom_keeps_at_most_half_the_channels_in_int8(rng):
+    x, w = _outlier_data(rng)
+    w = w[:, :96]  # K = 96 < outliers: 48 int8 channels, 48 int4 padded to one group of 64
+    g = _linear(w, rows=64)
+    atom_graph = quantize_w4a4(
+        g, group_size=64, activations={g.nodes[-1].inputs[1]: x[..., :96].reshape(-1, 96)}
+    )
+    shapes = {n.op.name: n.inputs[0].type.shape for n in atom_graph.nodes if "matmul" in n.op.name}
+    assert shapes == {"int8_matmul": (128, 48), "int4_group_matmul": (128, 64)}
+    assert _error(g, atom_graph, x[..., :96]) < 0.2
