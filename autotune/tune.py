@@ -42,7 +42,7 @@ from ember.autotune.measure import (
     preload_tensor_intrinsics,
 )
 from ember.autotune.tasks import Task, extract_tasks
-from ember.autotune.tuning_curve import CurvePoint, TuningCurve, batch_noise
+from ember.autotune.tuning_curve import CurvePoint, TuningCurve
 from ember.codegen.schedule import default_schedule_rules
 from ember.codegen.target import resolve_target
 from ember.errors import TuningError
@@ -135,8 +135,7 @@ class _Recorder(ms.measure_callback.PyMeasureCallback):
             [float(x) * 1e3 for x in r.run_secs] if r.error_msg is None and r.run_secs else []
             for r in runner_results
         ]
-        latencies = [statistics.mean(s) if s else None for s in samples]
-        self.curve.record(self.names[task_id], latencies, batch_noise(samples))
+        self.curve.record(self.names[task_id], samples)
         if self.progress is not None:
             self.progress(self.curve.trials, self.planned)
 

@@ -1,11 +1,12 @@
-"""Tuning curves: the best latency found after each batch of trials, per task and for the whole
+"""Tuning curves: the best latency found after each trial, per task and for the whole
 model, the trials needed to reach a latency, and a plot that overlays runs (one per cost model).
 
 The whole-model estimate after n trials is sum over tasks of weight x latency, where a task's
 latency is the best measured so far (records already in the database count from trial 0) or, for a
 task without any, its default schedule's. The per-candidate latencies are those MetaSchedule
 records (mean of the samples), so the curve shares their optimism (best of noisy runs); the final
-table re-measures. No TVM here: the callback that feeds `TuningCurve` lives in `tune.py`.
+table re-measures. The estimate can rise: a task's first record may be slower than its default
+schedule, and builds apply the best record, so the estimate follows it. No TVM here: the callback that feeds `TuningCurve` lives in `tune.py`.
 """
 
 from __future__ import annotations
@@ -16,18 +17,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CurvePoint", "TuningCurve", "batch_noise", "plot_curves", "trials_to_reach"]
+__all__ = ["CurvePoint", "TuningCurve", "plot_curves", "trials_to_reach"]
 
 _MAX_TASK_PANELS = 5
 
 
 @dataclass(frozen=True)
 class CurvePoint:
-    """The state after one measured batch: trials so far in this run, the batch's task and its
-    best ms, the whole-model estimate in ms, and the batch's median noise ((max-min)/median)."""
+    """The state after one trial: trials so far in this run, the trial's task (None for the
+    starting point) and that task's best ms so far, the whole-model estimate in ms, and the trial's
+    noise ((max - min) / median of its samples; 0 for a failed candidate)."""
 
     trials: int
-    task: str
+    task: str | None
     task_best_ms: float | None
     model_ms: float | None
     noise: float
@@ -35,37 +37,45 @@ class CurvePoint:
 
 @dataclass
 class TuningCurve:
-    """Collects measured batches during a run; `points()` once the default latencies are known."""
+    """Collects measured trials during a run; `points()` once the default latencies are known."""
 
     weights: Mapping[str, int]
     best_ms: dict[str, float] = field(default_factory=dict)  # seeded with the database's bests
-    _batches: list[tuple[int, str, dict[str, float], float]] = field(default_factory=list)
-    _trials: int = 0
+    _trials: list[tuple[str, dict[str, float], float]] = field(default_factory=list)
 
-    def record(self, task: str, latencies_ms: Sequence[float | None], noise: float) -> None:
-        """One measured batch of `task` (None: a candidate that failed)."""
-        self._trials += len(latencies_ms)
-        valid = [x for x in latencies_ms if x is not None]
-        if valid and (task not in self.best_ms or min(valid) < self.best_ms[task]):
-            self.best_ms[task] = min(valid)
-        self._batches.append((self._trials, task, dict(self.best_ms), noise))
+    def __post_init__(self) -> None:
+        self._start = dict(self.best_ms)
+
+    def record(self, task: str, samples_ms: Sequence[Sequence[float]]) -> None:
+        """One measured batch of `task`: each candidate's samples in ms, in measurement order
+        (empty: a candidate that failed). A candidate's latency is its samples' mean, as in
+        MetaSchedule's records."""
+        for samples in samples_ms:
+            if samples:
+                latency = statistics.mean(samples)
+                if task not in self.best_ms or latency < self.best_ms[task]:
+                    self.best_ms[task] = latency
+            self._trials.append((task, dict(self.best_ms), _noise(samples)))
 
     @property
     def trials(self) -> int:
         """Candidates measured so far."""
-        return self._trials
+        return len(self._trials)
 
     def points(self, default_ms: Mapping[str, float | None]) -> list[CurvePoint]:
-        """The curve, with tasks not measured yet counted at `default_ms` (their default
-        schedule); a point's model estimate is None while some task has neither."""
-        found = []
-        for trials, task, best, noise in self._batches:
-            found.append(
-                CurvePoint(
-                    trials, task, best.get(task), _model_ms(self.weights, best, default_ms), noise
-                )
-            )
+        """The curve from trial 0, with tasks not measured yet counted at `default_ms` (their
+        default schedule); a point's model estimate is None while some task has neither."""
+        found = [CurvePoint(0, None, None, _model_ms(self.weights, self._start, default_ms), 0.0)]
+        for trials, (task, best, noise) in enumerate(self._trials, start=1):
+            model_ms = _model_ms(self.weights, best, default_ms)
+            found.append(CurvePoint(trials, task, best.get(task), model_ms, noise))
         return found
+
+
+def _noise(samples: Sequence[float]) -> float:
+    if len(samples) < 2:
+        return 0.0
+    return (max(samples) - min(samples)) / statistics.median(samples)
 
 
 def _model_ms(
@@ -78,12 +88,6 @@ def _model_ms(
             return None
         total += weight * latency
     return total
-
-
-def batch_noise(samples: Sequence[Sequence[float]]) -> float:
-    """Median over candidates of (max - min) / median of each candidate's samples."""
-    spreads = [(max(s) - min(s)) / statistics.median(s) for s in samples if len(s) > 1]
-    return statistics.median(spreads) if spreads else 0.0
 
 
 def trials_to_reach(
@@ -119,7 +123,7 @@ def plot_curves(logs: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
             xs, ys = _series(log["curve"], task)
             label = log["cost_model"] if len(graphs) == 1 else f"{log['graph']} {log['cost_model']}"
             if xs:
-                ax.step(xs, ys, where="post", label=label)
+                ax.step(xs, ys, where="post", label=label, marker="." if len(xs) < 3 else None)
         ax.set_title("whole model (weighted estimate)" if task is None else task[:48], fontsize=9)
         ax.set_xlabel("trials")
         ax.set_ylabel("best latency (ms)")
