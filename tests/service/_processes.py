@@ -54,7 +54,7 @@ class Server:
     """A running `ember serve`."""
 
     url: str
-    database: Path
+    database: str  # a SQLite path or a postgresql:// URL
     process: subprocess.Popen
     log: Path
 
@@ -78,9 +78,12 @@ def _wait_healthy(url: str, process: subprocess.Popen, log: Path) -> None:
 
 
 @contextmanager
-def service(tmp: Path, *, workers: int = 0, extra: Sequence[str] = ()) -> Iterator[Server]:
-    """`ember serve` on a free loopback port with a fresh SQLite database."""
-    port, database, log = free_port(), tmp / "service.db", tmp / "serve.log"
+def service(tmp: Path, *, workers: int = 0, extra: Sequence[str] = (),
+            database: str | None = None) -> Iterator[Server]:  # fmt: skip
+    """`ember serve` on a free loopback port; a fresh SQLite database unless `database` is given."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    port, log = free_port(), tmp / "serve.log"
+    database = database or str(tmp / "service.db")
     argv = [sys.executable, "-m", "ember.cli", "serve", "--port", str(port),
             "--tuning-records", str(database), "--workers", str(workers), *extra]  # fmt: skip
     process = start(argv, log)
@@ -92,7 +95,7 @@ def service(tmp: Path, *, workers: int = 0, extra: Sequence[str] = ()) -> Iterat
         stop(process)
 
 
-def worker(database: Path, log: Path, *extra: str) -> subprocess.Popen:
+def worker(database: str, log: Path, *extra: str) -> subprocess.Popen:
     """A stand-alone `ember service worker` on the database."""
     argv = [sys.executable, "-m", "ember.cli", "service", "worker", "--tuning-records",
             str(database), *extra]  # fmt: skip
