@@ -3,13 +3,12 @@
 `ember.distributed.exchange_counts`, `...all_to_all_start` and `...all_to_all_wait` are
 registered when this module is imported. Tensors cross between TVM and torch by DLPack. Each
 all-to-all is `torch.distributed.all_to_all_single(async_op=True)`; the start returns a handle,
-the wait blocks on it with the group's timeout. Every start and wait is timestamped in `TRACE`,
+the wait blocks on it for at most the group's timeout. Every start and wait is timestamped in `TRACE`,
 from which benchmarks compute how much communication was hidden behind computation.
 """
 
 from __future__ import annotations
 
-import datetime
 import itertools
 import time
 from dataclasses import dataclass
@@ -28,7 +27,6 @@ __all__ = [
     "all_to_all_start",
     "all_to_all_wait",
     "exchange_counts",
-    "set_timeout",
 ]
 
 
@@ -51,12 +49,6 @@ class CommRecord:
 TRACE: list[CommRecord] = []
 _PENDING: dict[int, tuple[Any, torch.Tensor, torch.Tensor, CommRecord]] = {}
 _IDS = itertools.count(1)
-_TIMEOUT = [datetime.timedelta(seconds=60)]
-
-
-def set_timeout(seconds: float) -> None:
-    """How long a wait may block before the run fails (a dead or stuck rank)."""
-    _TIMEOUT[0] = datetime.timedelta(seconds=seconds)
 
 
 def _torch(x: Any) -> torch.Tensor:
@@ -80,7 +72,7 @@ def exchange_counts(counts: Any) -> np.ndarray:
     record.wait_begin = record.start  # synchronous: all of it is exposed
     try:
         work = dist.all_to_all_single(recv, send, async_op=True)
-        work.wait(timeout=_TIMEOUT[0])
+        work.wait()  # bounded by the group's timeout
     except Exception as err:
         raise _failed("the token-count exchange", err) from err
     record.wait_end = time.perf_counter()
@@ -109,7 +101,7 @@ def all_to_all_wait(handle: Any) -> torch.Tensor:
     work, out, _, record = _PENDING.pop(int(_torch(handle)[0]))
     record.wait_begin = time.perf_counter()
     try:
-        work.wait(timeout=_TIMEOUT[0])
+        work.wait()  # bounded by the group's timeout
     except Exception as err:
         raise _failed(f"the {record.phase} all-to-all", err) from err
     record.wait_end = time.perf_counter()

@@ -47,12 +47,14 @@ def _reason(err: Exception) -> str:
 
 def partition_graph(g: Graph, sizes: Sequence[int], *, rank: int, world_size: int) -> Graph:
     """The optimized graph `g` (tokens symbolic) as rank `rank`'s chunked expert-parallel graph."""
+    from ember.distributed import collectives  # noqa: F401  (registers what the VM calls)
+    from ember.ir import verify
     from ember.passes import run_pipeline
     from ember.passes.partition_experts import partition_experts
     from ember.passes.pipeline_all_to_all import pipeline_all_to_all
 
-    g = partition_experts(g, rank=rank, world_size=world_size)
-    g = pipeline_all_to_all(g, sizes=tuple(sizes))
+    g = verify(partition_experts(g, rank=rank, world_size=world_size))
+    g = verify(pipeline_all_to_all(g, sizes=tuple(sizes)))
     return run_pipeline(g, _AFTER)[0]
 
 

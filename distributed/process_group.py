@@ -31,8 +31,6 @@ def init(timeout: float = 60.0) -> tuple[int, int]:
     """
     import torch.distributed as dist
 
-    from ember.distributed import collectives
-
     if not dist.is_initialized():
         try:
             dist.init_process_group(
@@ -43,7 +41,6 @@ def init(timeout: float = 60.0) -> tuple[int, int]:
                 f"cannot join the process group: {err}. Start ranks with torchrun or "
                 "ember.distributed.launch, which set RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT"
             ) from err
-    collectives.set_timeout(timeout)
     return dist.get_rank(), dist.get_world_size()
 
 

@@ -93,24 +93,25 @@ def partition_experts(g: Graph, *, rank: int = 0, world_size: int = 1) -> Graph:
     if not 0 <= rank < world_size:
         raise PassError(f"partition-experts: rank={rank} is not in [0, world_size={world_size})")
     layers = _layers(g)
-    by_node = {n: layer for layer in layers for n in layer.region}
+    # keyed by first output: `rewrite` hands the rule new Node objects once inputs change
+    by_output = {n.outputs[0]: layer for layer in layers for n in layer.region}
     splits: dict[int, tuple[Value, Value, Value]] = {}
 
     def rule(b: Builder, node: Node) -> Value | tuple[Value, ...] | None:
-        layer = by_node.get(node)
+        layer = by_output.get(node.outputs[0])
         if layer is None:
             return None
-        if node is layer.first:
+        if node.outputs[0] is layer.first.outputs[0]:
             splits[layer.index] = _dispatch_splits(b, layer, world_size, node)
         send, recv, recv_counts = splits[layer.index]
         x = node.inputs[0]
-        if node is layer.first:
+        if node.outputs[0] is layer.first.outputs[0]:
             x = _all_to_all(b, x, send, recv, "dispatch", sympy.Symbol(
                 f"recv{layer.index}", integer=True, nonnegative=True))  # fmt: skip
         if not isinstance(node.op, GroupedMm):
             return b.emit_multi(node.op, *node.inputs)
         out = _expert_mm(b, x, node.inputs[1], recv_counts, rank, world_size)
-        if node is layer.last:
+        if node.outputs[0] is layer.last.outputs[0]:
             rows = layer.first.inputs[0].type.shape[0]
             out = _all_to_all(b, out, recv, send, "combine", rows)
         return out
