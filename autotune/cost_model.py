@@ -3,7 +3,8 @@
 A candidate schedule is described by MetaSchedule's `PerStoreFeature` (164 numbers per buffer
 store of the lowered kernel), summed and maxed over its stores, with the store count and the
 target's features (`target_features.py`: cores, SIMD width, caches, GPU limits) appended, so one
-model can serve several CPUs and GPUs (CDMPP's idea, TECHNIQUES.md §5). Training optimizes a
+model can serve several CPUs and GPUs (CDMPP's idea, TECHNIQUES.md §5), and each row's difference
+from its batch's mean (`with_relative`). Training optimizes a
 pairwise ranking objective within each (task, target) group: the model only ever has to order
 candidates of one kernel, never compare kernels.
 
@@ -43,6 +44,7 @@ __all__ = [
     "pretrained_path",
     "save_atomic",
     "store_features",
+    "with_relative",
 ]
 
 log = logging.getLogger(__name__)
@@ -61,7 +63,6 @@ _PARAMS = {
     "seed": 0,
     "nthread": 1,
 }
-_PRETRAIN_ROUNDS = 300
 _UPDATE_ROUNDS = 30  # trees added per update() on the tuned tasks' measurements
 _FAILED = 1e10  # MetaSchedule's cost for a candidate that did not build or run
 
@@ -84,18 +85,28 @@ def candidate_features(per_store: Sequence[np.ndarray], target: np.ndarray) -> n
     return rows
 
 
+def with_relative(rows: np.ndarray) -> np.ndarray:
+    """`rows` with each row's difference from the mean of its group appended.
+
+    Only the order within one kernel matters, and the differences are what tells its candidates
+    apart independently of the kernel's size (measured on held-out training kernels: pairwise
+    accuracy 0.60 -> 0.64, the predicted best 3.8x -> 1.7x the true best).
+    """
+    return np.concatenate([rows, rows - rows.mean(axis=0, keepdims=True)], axis=1)
+
+
 def pack(groups: Sequence[tuple[np.ndarray, np.ndarray]]) -> xgb.DMatrix:
     """A ranking DMatrix from (features, seconds) groups, one group per (task, target).
 
     Relevance is -log2(seconds / group best): 0 for a group's fastest candidate, -1 for one twice
-    as slow. Failed candidates (cost 1e10) are dropped.
+    as slow. Failed candidates (cost 1e10) are dropped; relative features are per group.
     """
     rows, labels, qids = [], [], []
     for qid, (features, seconds) in enumerate(groups):
         ok = seconds < _FAILED
         if ok.sum() < 2:
             continue
-        rows.append(features[ok])
+        rows.append(with_relative(features[ok]))
         labels.append(-np.log2(seconds[ok] / seconds[ok].min()))
         qids.append(np.full(int(ok.sum()), qid))
     if not rows:
@@ -117,7 +128,8 @@ def pretrained_path() -> str:
 class EmberCostModel(ms.cost_model.PyCostModel):
     """A MetaSchedule cost model: the pretrained ranking booster, refined online by `update()`.
 
-    Scores are higher for faster candidates and comparable only within one task.
+    Scores are higher for faster candidates and comparable only within one `predict` call (one
+    task's batch: relative features are taken over the batch).
     """
 
     def __init__(self, target: dict[str, Any], booster: xgb.Booster) -> None:
@@ -131,7 +143,7 @@ class EmberCostModel(ms.cost_model.PyCostModel):
         if not candidates:
             return np.zeros(0)
         rows = candidate_features(store_features(context, candidates), self.target)
-        return self.booster.predict(xgb.DMatrix(rows)).astype("float64")
+        return self.booster.predict(xgb.DMatrix(with_relative(rows))).astype("float64")
 
     def update(self, context: Any, candidates: list[Any], results: list[Any]) -> None:
         if not candidates:
@@ -175,7 +187,7 @@ def load_pretrained(path: str | None = None) -> xgb.Booster:
         )
     booster = xgb.Booster()
     booster.load_model(path)
-    expected = 2 * _STORE_FEATURES + 1 + len(FEATURE_NAMES)
+    expected = 2 * (2 * _STORE_FEATURES + 1 + len(FEATURE_NAMES))
     if booster.num_features() != expected:
         raise TuningError(
             f"the cost model at {path} expects {booster.num_features()} features, this ember "
@@ -197,4 +209,5 @@ def save_atomic(booster: xgb.Booster, path: str) -> None:
     with tempfile.NamedTemporaryFile(dir=directory, suffix=".ubj", delete=False) as f:
         temp = f.name
     booster.save_model(temp)
+    os.chmod(temp, 0o644)  # NamedTemporaryFile makes it private; a shipped model is not
     shutil.move(temp, path)
