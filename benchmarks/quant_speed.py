@@ -1,12 +1,16 @@
-"""Quantized GEMM/GEMV speed: ember W8A8 / W4A16 / W4A4 vs torch fp32, torch's int8 paths
-(dynamic-quantized Linear, `torch._int_mm`) and ember fp32, on decode (M=1) and prefill shapes.
+"""Quantized GEMM/GEMV and whole-model speed: ember W8A8 / W4A16 / W4A4 vs torch fp32, torch's
+int8 paths (dynamic-quantized Linear, `torch._int_mm`) and ember fp32, on decode (M=1) and
+prefill shapes, plus a GEMV whose fp32 weight (N=K=8192: 268 MB) exceeds the 105 MB L3, and a
+Llama (hidden 1024, 4 layers, 268 MB of fp32 weights) at one token (decode) and 128 tokens.
 
-    python benchmarks/quant_speed.py                      # M 1,16,128,512 x N=K 1024,4096
-    python benchmarks/quant_speed.py --m 1,128 --nk 1024  # fewer shapes
+    python benchmarks/quant_speed.py                      # all of it
+    python benchmarks/quant_speed.py --m 1,128 --nk 1024 --gemv-nk 0 --no-model  # fewer
 
 Each case checks every output against fp32 before timing (relative error printed) and prints
-the weight bytes each scheme stores. Round-to-nearest weights (calibration does not change
-speed). Results: bench-results/quant_speed.jsonl.
+the weight bytes each scheme stores. GEMM cases use round-to-nearest weights (calibration does
+not change a kernel's speed); the model uses each scheme's calibrated method (SmoothQuant, AWQ,
+Atom: their activation scaling and reordering cost time) on one random batch.
+Results: bench-results/quant_speed.jsonl.
 """
 
 from __future__ import annotations
@@ -88,21 +92,64 @@ def _rel(actual: np.ndarray, exact: np.ndarray) -> float:
     return float(np.linalg.norm(actual - exact) / np.linalg.norm(exact))
 
 
+def _llama() -> torch.nn.Module:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(hidden_size=1024, intermediate_size=2816, num_hidden_layers=4,
+                         num_attention_heads=16, num_key_value_heads=4, vocab_size=8192,
+                         max_position_embeddings=512, use_cache=False)  # fmt: skip
+    return LlamaForCausalLM(config).eval()
+
+
+def _model_case(model: torch.nn.Module, tokens: int) -> tuple[Row, dict[str, float]]:
+    import warnings
+
+    import ember
+
+    ids = torch.randint(0, 8192, (1, tokens), generator=torch.Generator().manual_seed(0))
+    calibration = [(torch.randint(0, 8192, (1, 128), generator=torch.Generator()),)]
+    with torch.no_grad():
+        exact = model(ids).logits.numpy()
+    dynamic = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    runs = {"torch fp32": lambda: model(ids), "torch dyn-int8": lambda: dynamic(ids)}
+    info: dict[str, float] = {}
+    for scheme in ("fp32", *SCHEMES):
+        config = None if scheme == "fp32" else ember.QuantConfig(scheme, calibration=calibration)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            compiled = ember.compile(model, (ids,), cache=False, quantize=config)
+        info[f"bytes {scheme}"] = sum(a.nbytes for a in compiled.programs[0].graph.consts.values())
+        info[f"ember {scheme}"] = _rel(compiled(ids).logits.numpy(), exact)
+        runs[f"ember {scheme}"] = lambda compiled=compiled: compiled(ids)
+    with torch.no_grad():
+        info["torch dyn-int8"] = _rel(dynamic(ids).logits.numpy(), exact)
+        stats = compare(runs, warmup=2, repeat=10, budget_s=5.0)
+    return Row("llama", f"tokens={tokens}", stats, extra=info), info
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--m", default="1,16,128,512")
     parser.add_argument("--nk", default="1024,4096")
+    parser.add_argument("--gemv-nk", type=int, default=8192, help="M=1 GEMV beyond L3; 0: skip")
+    parser.add_argument("--no-model", action="store_true", help="skip the whole-model cases")
     args = parser.parse_args()
     torch.set_num_threads(2)
     rng = np.random.default_rng(0)
+    shapes = [(m, nk) for nk in map(int, args.nk.split(",")) for m in map(int, args.m.split(","))]
     rows = []
-    for nk in (int(v) for v in args.nk.split(",")):
-        for m in (int(v) for v in args.m.split(",")):
-            row, info = _case(m, nk, rng)
+    for m, nk in shapes + ([(1, args.gemv_nk)] if args.gemv_nk else []):
+        row, info = _case(m, nk, rng)
+        rows.append(row)
+        print(f"M={m} N=K={nk}: " + ", ".join(f"{k} {v:.3g}" for k, v in info.items()), flush=True)
+    if not args.no_model:
+        model = _llama()
+        for tokens in (1, 128):
+            row, info = _model_case(model, tokens)
             rows.append(row)
-            print(
-                f"M={m} N=K={nk}: " + ", ".join(f"{k} {v:.3g}" for k, v in info.items()), flush=True
-            )
+            print(f"llama {tokens} tokens: " + ", ".join(f"{k} {v:.3g}" for k, v in info.items()),
+                  flush=True)  # fmt: skip
     print_table(rows, baseline="torch fp32")
     Path("bench-results").mkdir(exist_ok=True)
     write_jsonl(rows, "bench-results/quant_speed.jsonl", env=environment(), target=str(TARGET))

@@ -5,13 +5,17 @@ Groups of `group_size` input channels share a scale and zero point per output ch
 calibration activations X) first searches per-input-channel scales s = mean|X|^a / max|W|^(1-a)
 over a grid of a in [0, 1), keeping the one with the least output error ||XW - (X/s) Q(sW)||,
 then per group and output channel a clipping ratio of the weight range with the least
-||X_g (W_g - Q(W_g))||. 1 / s is a multiply fused into the kernel's activation reads.
-method="rtn" is plain round-to-nearest. Matmuls whose K is not a multiple of group_size or N of
+||X_g (W_g - Q(W_g))||. 1 / s is folded into the constants of the ops producing X when they
+can absorb it (passes/_match.py: a LayerNorm's or RMSNorm's gamma, a previous linear's
+weight columns), with one s shared by all the matmuls reading X (q, k, v), searched on their
+concatenated weights as AWQ does; otherwise it is a multiply that the kernel fuses into its
+activation reads. method="rtn" is plain round-to-nearest. Matmuls whose K is not a multiple of group_size or N of
 16 stay float32.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 
 import numpy as np
@@ -19,7 +23,13 @@ import numpy as np
 from ember.ir import Builder, Graph, Value, rewrite
 from ember.ir.ops import BINARY_OPS, Int4MatMul
 from ember.ir.ops.quant_pack import pack_int4_panels
-from ember.passes._match import linear_rule
+from ember.passes._match import (
+    ColumnTransform,
+    column_edits,
+    linear_rule,
+    linear_weight,
+    shared_linear_inputs,
+)
 from ember.passes.registry import graph_pass
 
 __all__ = ["awq_scales", "quantize_groups", "quantize_w4a16"]
@@ -85,6 +95,35 @@ def clip_ratios(x: np.ndarray, w: np.ndarray, group_size: int) -> np.ndarray:
     return best
 
 
+def fold_awq_scales(
+    g: Graph, group_size: int, activations: Mapping[Value, np.ndarray]
+) -> tuple[Graph, dict[Value, np.ndarray]]:
+    """Joint AWQ scales for the matmuls sharing an input, folded upstream where possible.
+
+    Returns g with the upstream constants divided by s, and s per folded matmul's weight Value
+    (its weight still has to be multiplied by s). Inputs are visited last first, so a scale
+    folded into a previous linear's weight is seen by that linear's own search.
+    """
+    folded: dict[Value, np.ndarray] = {}
+    for x, sites in reversed(shared_linear_inputs(g).items()):
+        samples = activations.get(sites[0][0].inputs[1])
+        weights = [linear_weight(g, node) for node, _ in sites]
+        if samples is None or not all(_eligible(w, group_size) for w in weights):
+            continue
+        samples = samples[:MAX_ROWS].astype(np.float32)
+        s = awq_scales(samples, np.concatenate(weights, axis=1), group_size)
+        edits = column_edits(g, x, ColumnTransform(scale=(1 / s).astype(np.float32)))
+        if edits is None:
+            continue
+        g = dataclasses.replace(g, consts={**g.consts, **edits})
+        folded.update((node.inputs[1], s) for node, _ in sites)
+    return g, folded
+
+
+def _eligible(w: np.ndarray | None, group_size: int) -> bool:
+    return w is not None and w.shape[0] % group_size == 0 and w.shape[1] % 16 == 0
+
+
 @graph_pass("quantize-w4a16")
 def quantize_w4a16(
     g: Graph,
@@ -96,16 +135,21 @@ def quantize_w4a16(
     """W4A16 for every eligible matmul; `activations` maps a weight Value to calibration rows of
     its input X[rows, K] (AWQ needs them; without them it falls back to round-to-nearest)."""
 
+    folded: dict[Value, np.ndarray] = {}
+    if method == "awq" and activations:
+        g, folded = fold_awq_scales(g, group_size, activations)
+
     def rewrite_linear(b: Builder, x: Value, w: np.ndarray, key: Value) -> Value | None:
-        k, n = w.shape
-        if k % group_size or n % 16:
+        if not _eligible(w, group_size):
             return None
         samples = None if activations is None else activations.get(key)
         clip = None
         if method == "awq" and samples is not None:
             samples = samples[:MAX_ROWS].astype(np.float32)
-            s = awq_scales(samples, w, group_size)
-            x = b.emit(BINARY_OPS["mul"](), x, b.const((1 / s).astype(np.float32)))
+            s = folded.get(key)
+            if s is None:
+                s = awq_scales(samples, w, group_size)
+                x = b.emit(BINARY_OPS["mul"](), x, b.const((1 / s).astype(np.float32)))
             w = w * s[:, None]
             clip = clip_ratios(samples / s, w, group_size)
         q, scale, offset = quantize_groups(w, group_size, clip)

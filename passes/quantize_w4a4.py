@@ -16,29 +16,52 @@ group's scales nor the result). Matmuls whose N is not a multiple of 16 stay flo
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 
 import numpy as np
 
 from ember.ir import Builder, Graph, Value, rewrite
-from ember.ir.ops import BINARY_OPS, Gather, Int4GroupMatMul, Int8MatMul, Pad, QuantizeRows
+from ember.ir.ops import BINARY_OPS, Gather, Int4GroupMatMul, Int8MatMul, Pad, QuantizeRows, Slice
 from ember.ir.ops.quant_pack import pack_vnni_int4, pack_vnni_int8, quantize_symmetric
-from ember.passes._match import linear_rule
+from ember.passes._match import ColumnTransform, column_edits, linear_rule, shared_linear_inputs
 from ember.passes.registry import graph_pass
 
-__all__ = ["quantize_w4a4"]
+__all__ = ["fold_atom_order", "quantize_w4a4"]
+
+# (x, selected columns, bits, group size) => (q, scales): matmuls reading the same activations
+# (q, k, v) share one reordering and one dynamic quantization
+Quantized = dict[tuple[Value, bytes, int, int], tuple[Value, Value]]
 
 
-def _int4_part(b: Builder, x: Value, w: np.ndarray, group_size: int) -> Value:
+def _quantized(
+    b: Builder, x: Value, columns: np.ndarray, bits: int, group: int, memo: Quantized
+) -> tuple[Value, Value]:
+    """quantize_rows(x[:, columns], zero-padded to whole groups), once per distinct request."""
+    key = (x, columns.tobytes(), bits, group)
+    if key not in memo:
+        k = x.type.shape[1]
+        start = int(columns[0]) if len(columns) else 0
+        if np.array_equal(columns, np.arange(k)):
+            selected = x
+        elif np.array_equal(columns, np.arange(start, start + len(columns))):
+            selected = b.emit(Slice((1,), (start,), (start + len(columns),), (1,)), x)
+        else:
+            selected = b.emit(Gather(axis=1), x, b.const(columns))
+        pad = -len(columns) % (group or 1)
+        if pad:
+            selected = b.emit(Pad((0, 0, 0, pad)), selected)
+        memo[key] = b.emit_multi(QuantizeRows(bits=bits, group_size=group), selected)
+    return memo[key]
+
+
+def _int4_part(b: Builder, xq: Value, xs: Value, w: np.ndarray, group_size: int) -> Value:
     pad = -w.shape[0] % group_size
-    if pad:
-        x = b.emit(Pad((0, 0, 0, pad)), x)
-        w = np.concatenate([w, np.zeros((pad, w.shape[1]), w.dtype)])
+    w = np.concatenate([w, np.zeros((pad, w.shape[1]), w.dtype)])
     k, n = w.shape
     grouped = w.reshape(k // group_size, group_size, n)
     q, scale = quantize_symmetric(grouped, 4, axis=1)  # levels -7..7, scale [groups, 1, N]
     comp = 8 * q.astype(np.int32).sum(axis=1, dtype=np.int32)
-    xq, xs = b.emit_multi(QuantizeRows(bits=4, group_size=group_size), x)
     packed = pack_vnni_int4(q.reshape(k, n))
     return b.emit(
         Int4GroupMatMul(group_size=group_size),
@@ -50,13 +73,38 @@ def _int4_part(b: Builder, x: Value, w: np.ndarray, group_size: int) -> Value:
     )
 
 
-def _int8_part(b: Builder, x: Value, w: np.ndarray) -> Value:
+def _int8_part(b: Builder, xq: Value, xs: Value, w: np.ndarray) -> Value:
     q, scale = quantize_symmetric(w, 8, axis=0)
     comp = 128 * q.astype(np.int32).sum(axis=0, dtype=np.int32)
-    xq, xs = b.emit_multi(QuantizeRows(bits=8), x)
     return b.emit(
         Int8MatMul(), xq, xs, b.const(pack_vnni_int8(q)), b.const(scale[0]), b.const(comp)
     )
+
+
+def _order(samples: np.ndarray) -> np.ndarray:
+    """Channels by increasing activation magnitude: the outliers last."""
+    return np.argsort(np.abs(samples).max(axis=0), kind="stable").astype(np.int64)
+
+
+def fold_atom_order(
+    g: Graph, activations: Mapping[Value, np.ndarray]
+) -> tuple[Graph, dict[Value, np.ndarray]]:
+    """Atom's channel reordering folded into the ops producing each activation when they can
+    absorb it (passes/_match.py: a previous linear's weight columns, through SiLU and
+    the gating product). Returns g with those constants permuted and the order per folded
+    matmul's weight Value (the activation it reads arrives reordered)."""
+    folded: dict[Value, np.ndarray] = {}
+    for x, sites in reversed(shared_linear_inputs(g).items()):
+        samples = activations.get(sites[0][0].inputs[1])
+        if samples is None or any(w.shape[1] % 16 for _, w in sites):
+            continue
+        order = _order(samples)
+        edits = column_edits(g, x, ColumnTransform(perm=order))
+        if edits is None:
+            continue
+        g = dataclasses.replace(g, consts={**g.consts, **edits})
+        folded.update((node.inputs[1], order) for node, _ in sites)
+    return g, folded
 
 
 @graph_pass("quantize-w4a4")
@@ -70,6 +118,10 @@ def quantize_w4a4(
 ) -> Graph:
     """W4A4 for every eligible matmul; `activations` maps a weight Value to calibration rows of
     its input X[rows, K] (Atom's reordering needs them; without them it is round-to-nearest)."""
+    folded: dict[Value, np.ndarray] = {}
+    if method == "atom" and activations:
+        g, folded = fold_atom_order(g, activations)
+    memo: Quantized = {}
 
     def rewrite_linear(b: Builder, x: Value, w: np.ndarray, key: Value) -> Value | None:
         k, n = w.shape
@@ -77,13 +129,19 @@ def quantize_w4a4(
         kept = min(outliers, k // 2) // 4 * 4 if method == "atom" and samples is not None else 0
         if n % 16:
             return None
+        channels = np.arange(k)
+        if kept:
+            order = folded.get(key)
+            if order is None:  # reorder at run time: the gathers below
+                channels = _order(samples)
+            else:  # x already arrives reordered
+                w = w[order]
+        normal = channels[: k - kept]
+        y = _int4_part(b, *_quantized(b, x, normal, 4, group_size, memo), w[normal], group_size)
         if not kept:
-            return _int4_part(b, x, w, group_size)
-        order = np.argsort(np.abs(samples).max(axis=0), kind="stable").astype(np.int64)
-        normal, outlier = order[: k - kept], order[k - kept :]
-        x_normal = b.emit(Gather(axis=1), x, b.const(normal))
-        x_outlier = b.emit(Gather(axis=1), x, b.const(outlier))
-        y = _int4_part(b, x_normal, w[normal], group_size)
-        return b.emit(BINARY_OPS["add"](), y, _int8_part(b, x_outlier, w[outlier]))
+            return y
+        outlier = channels[k - kept :]
+        int8 = _int8_part(b, *_quantized(b, x, outlier, 8, 0, memo), w[outlier])
+        return b.emit(BINARY_OPS["add"](), y, int8)
 
     return rewrite(g, linear_rule(rewrite_linear))
