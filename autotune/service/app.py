@@ -164,7 +164,7 @@ def _submit(state: _State, spec: JobSpec, payload: bytes, who: str, response: Re
 @router.get("/health", response_model=HealthOut, tags=["service"])
 def health(state: State) -> HealthOut:
     """Whether the server is up and its database answers (no token needed)."""
-    state.queue.counts()
+    state.queue.ping()
     return HealthOut(
         status="ok", version=state.records.versions["ember"], database=state.queue.conn.backend
     )
@@ -230,7 +230,7 @@ def list_jobs(
     before: Annotated[int | None, Query(ge=0, le=2**62)] = None,
 ) -> JobListOut:
     """Jobs, newest first (page with `before`: the smallest id seen)."""
-    return JobListOut(jobs=[JobOut.of(job) for job in state.queue.list(status, limit, before)])
+    return JobListOut(jobs=[JobOut.of(job) for job in state.queue.recent(status, limit, before)])
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, tags=["jobs"])

@@ -208,7 +208,7 @@ class JobQueue:
         return _job(rows[0]) if rows else None
 
     @_locked
-    def list(self, status: str | None = None, limit: int = 100, before: int | None = None) -> list[Job]:  # fmt: skip
+    def recent(self, status: str | None = None, limit: int = 100, before: int | None = None) -> list[Job]:  # fmt: skip
         """Jobs, newest first; optionally of one status and older than job id `before`."""
         where, params = ["1 = 1"], []
         if status is not None:
@@ -244,6 +244,11 @@ class JobQueue:
             (job_id,),
         )
         return [(int(t), b, a) for t, b, a in rows]
+
+    @_locked
+    def ping(self) -> None:
+        """One round trip to the database (raises TuningError when it is gone)."""
+        self.conn.query("SELECT 1")
 
     @_locked
     def counts(self) -> dict[str, int]:
