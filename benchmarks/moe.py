@@ -64,26 +64,33 @@ def _tokens(rank: int, count: int) -> Any:
     return torch.randn(1, count, HIDDEN, generator=torch.Generator().manual_seed(100 + rank))
 
 
-def _timed(program: Any, x: Any, repeats: int) -> tuple[float, float, float, Any]:
-    """Median slowest-rank time, per-run blocked and total collective time, output."""
+def _run(program: Any, x: Any) -> tuple[float, float, float, Any]:
+    """Slowest rank's time, time blocked on and spent in collectives, output."""
     import torch
     import torch.distributed as dist
 
     from ember.distributed import collectives
 
-    out = program(x)  # warm up
-    times, blocked, comm = [], [], []
+    dist.barrier()
+    collectives.TRACE.clear()
+    start = time.perf_counter()
+    out = program(x)
+    elapsed = torch.tensor([time.perf_counter() - start])
+    dist.all_reduce(elapsed, op=dist.ReduceOp.MAX)
+    blocked = sum(r.exposed for r in collectives.TRACE)
+    comm = sum(r.wait_end - r.start for r in collectives.TRACE)
+    return float(elapsed), blocked, comm, out
+
+
+def _alternating(programs: list[Any], x: Any, repeats: int) -> list[tuple[float, ...]]:
+    """Median (time, blocked, comm) per program, runs interleaved so load drift hits all."""
+    for program in programs:
+        program(x)  # warm up
+    runs: list[list[tuple[float, float, float]]] = [[] for _ in programs]
     for _ in range(repeats):
-        dist.barrier()
-        collectives.TRACE.clear()
-        start = time.perf_counter()
-        out = program(x)
-        elapsed = torch.tensor([time.perf_counter() - start])
-        dist.all_reduce(elapsed, op=dist.ReduceOp.MAX)
-        times.append(float(elapsed))
-        blocked.append(sum(r.exposed for r in collectives.TRACE))
-        comm.append(sum(r.wait_end - r.start for r in collectives.TRACE))
-    return statistics.median(times), statistics.median(blocked), statistics.median(comm), out
+        for program, into in zip(programs, runs, strict=True):
+            into.append(_run(program, x)[:3])
+    return [tuple(statistics.median(r[i] for r in into) for i in range(3)) for into in runs]
 
 
 def _latency() -> float:
@@ -108,20 +115,22 @@ def _rank(ffn: int, repeats: int) -> dict[str, Any]:
     model, tokens = _model(ffn), TOKENS // world
     x = _tokens(rank, tokens)
     plain = compile_moe(model, x, chunks=1)
-    t_plain, blocked_plain, comm_plain, _ = _timed(plain, x, repeats)
+    t_plain, _, comm_plain, _ = _run(plain, x)  # profile: one unchunked run
     moved = sum(r.nbytes for r in collectives.TRACE)
     calls = len(collectives.TRACE)
     cost = CostModel.profile(tokens=tokens, total=t_plain, comm=comm_plain, nbytes=moved,
                              latency=_latency(), collectives=calls)  # fmt: skip
     sizes = choose_chunks(cost, tokens)
     overlap = compile_moe(model, x, chunks=sizes)
-    t_overlap, blocked_overlap, _, out = _timed(overlap, x, repeats)
+    (t_plain, blocked_plain, comm_plain), (t_overlap, blocked_overlap, _) = _alternating(
+        [plain, overlap], x, repeats
+    )
     cluster = cost.on_cluster(**CLUSTER)
     cluster_sizes = choose_chunks(cluster, tokens)
     return {
         "rank": rank, "plain": t_plain, "overlap": t_overlap, "sizes": sizes,
         "comm_plain": comm_plain, "blocked_plain": blocked_plain,
-        "blocked_overlap": blocked_overlap, "out": out.numpy(), "cost": cost,
+        "blocked_overlap": blocked_overlap, "out": overlap(x).numpy(), "cost": cost,
         "predicted": (cost.predict((tokens,)), cost.predict(sizes)),
         "cluster": (cluster_sizes, cluster.predict((tokens,)), cluster.predict(cluster_sizes)),
     }  # fmt: skip
@@ -152,8 +161,8 @@ def _single(model: Any, world: int, repeats: int) -> tuple[float, list[Any]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--world-size", type=int, default=4, help="largest world size (2, 4)")
-    parser.add_argument("--ffn", type=int, default=1024, help="expert intermediate size")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--ffn", type=int, default=256, help="expert intermediate size")
+    parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     import numpy as np
 
