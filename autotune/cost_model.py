@@ -142,13 +142,13 @@ class EmberCostModel(ms.cost_model.PyCostModel):
     def predict(self, context: Any, candidates: list[Any]) -> np.ndarray:
         if not candidates:
             return np.zeros(0)
-        rows = candidate_features(store_features(context, candidates), self.target)
+        rows = candidate_features(store_features(context, candidates), self._target(context))
         return self.booster.predict(xgb.DMatrix(with_relative(rows))).astype("float64")
 
     def update(self, context: Any, candidates: list[Any], results: list[Any]) -> None:
         if not candidates:
             return
-        rows = candidate_features(store_features(context, candidates), self.target)
+        rows = candidate_features(store_features(context, candidates), self._target(context))
         features, seconds = self.seen.setdefault(ms.utils.shash2hex(context.mod), ([], []))
         features.extend(rows)
         seconds.extend(_median_seconds(r) for r in results)
@@ -158,6 +158,12 @@ class EmberCostModel(ms.cost_model.PyCostModel):
         except TuningError:  # nothing to rank yet (a single or only failed measurements)
             return
         self.booster = fit_booster(data, _UPDATE_ROUNDS, base=self.pretrained)
+
+    def _target(self, context: Any) -> np.ndarray:
+        """The features of the task's own target (the model's when the task has none)."""
+        if context.target is None:
+            return self.target
+        return target_features(dict(context.target.export()))
 
     def save(self, path: str) -> None:
         """Save the current booster (pretrained plus online trees)."""

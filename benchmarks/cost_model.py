@@ -86,7 +86,8 @@ def _held_out(directory: Path) -> list[tuple[str, Any, list[Any], np.ndarray]]:
         candidates.append(default_candidate(context.mod, index[key]["target"]))
         seconds = np.append(seconds, index[key]["default_seconds"])
         ok = seconds < 1e9
-        kernels.append((index[key]["name"], context, [c for c, v in zip(candidates, ok, strict=True) if v],
+        name = f"{index[key]['name']} @{key.split('@')[1]}"
+        kernels.append((name, context, [c for c, v in zip(candidates, ok, strict=True) if v],
                         seconds[ok]))  # fmt: skip
     return kernels
 

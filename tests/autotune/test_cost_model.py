@@ -86,6 +86,7 @@ def _clear_pairs(seconds: np.ndarray, scores: np.ndarray) -> tuple[int, int]:
     return int(faster.sum()), int((faster & (scores[:, None] > scores[None, :])).sum())
 
 
+@pytest.mark.slow  # builds and times 13 candidates
 def test_pretrained_model_ranks_a_held_out_matmul(measured: tuple) -> None:
     context, candidates, seconds = measured
     model = ember_cost_model(resolve_target("llvm"))
@@ -98,6 +99,7 @@ def test_pretrained_model_ranks_a_held_out_matmul(measured: tuple) -> None:
     assert seconds[int(np.argmax(scores))] <= 2.5 * seconds.min(), (seconds, scores)
 
 
+@pytest.mark.slow  # builds and times 13 candidates
 def test_update_learns_the_measurements_and_saves(measured: tuple, tmp_path: Path) -> None:
     from tvm.s_tir import meta_schedule as ms
 
