@@ -70,14 +70,20 @@ def _inputs(g: Graph) -> list[np.ndarray]:
     return [rng.standard_normal(v.type.shape).astype(np.float32) for v in g.inputs]
 
 
-def _tuned_database(g: Graph, trials: int) -> Any:
+def _tuned(g: Graph, trials: int) -> Any:
+    """The build with `trials` MetaSchedule trials, or None when TVM's tuning fails."""
     from tvm.s_tir import meta_schedule as ms
 
     from ember.autotune.tune import tune
+    from ember.errors import TuningError
 
     database = ms.database.MemoryDatabase()
-    tune(g, "llvm", trials=trials, database=database, cost_model="xgb")
-    return database
+    try:
+        tune(g, "llvm", trials=trials, database=database, cost_model="xgb")
+    except TuningError as err:
+        print(f"{g.name}: tuning failed, no tuned column: {str(err).splitlines()[0]}")
+        return None
+    return build(g, "llvm", database=database)
 
 
 def _builds(g: Graph, trials: int, candidates: int) -> dict[str, tuple[Any, float]]:
@@ -89,13 +95,15 @@ def _builds(g: Graph, trials: int, candidates: int) -> dict[str, tuple[Any, floa
             zero_shot_schedules, kernels="fallback", candidates=candidates)),
         "zs-all": lambda: build(g, "llvm", zero_shot=partial(
             zero_shot_schedules, kernels="all", candidates=candidates)),
-        f"tuned-{trials}": lambda: build(g, "llvm", database=_tuned_database(g, trials)),
     }  # fmt: skip
+    if trials:
+        variants["tuned"] = lambda: _tuned(g, trials)
     built = {}
     for name, make in variants.items():
         start = time.perf_counter()
         result = make()
-        built[name] = (Executor(result.executable), time.perf_counter() - start)
+        if result is not None:
+            built[name] = (Executor(result.executable), time.perf_counter() - start)
     return built
 
 
@@ -111,7 +119,7 @@ def _check(g: Graph, built: dict[str, tuple[Any, float]], inputs: list[np.ndarra
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("cases", nargs="*")
-    parser.add_argument("--trials", type=int, default=64)
+    parser.add_argument("--trials", type=int, default=64, help="0: no tuned column")
     parser.add_argument("--candidates", type=int, default=32)
     parser.add_argument("--out", type=Path, default=Path("bench-results/zero_shot.jsonl"))
     args = parser.parse_args()
@@ -122,7 +130,7 @@ def main() -> None:
     lines = []
     head = ("case", "untuned", "default", "zs-fallb", "zs-all", "tuned", "all/def", "all/tuned",
             "untuned/all")  # fmt: skip
-    print(("{:<22}" + "{:>11}" * 8).format(*head) + "   compile s: default / zs-all / tuned")
+    print(("{:<22}" + "{:>12}" * 8).format(*head) + "   compile s: default / zs-all / tuned")
     for name, factory in cases.items():
         g = factory()
         inputs = _inputs(g)
@@ -131,13 +139,13 @@ def main() -> None:
         stats = compare({n: partial(e.run, inputs) for n, (e, _) in built.items()},
                         warmup=3, repeat=40, budget_s=4.0)  # fmt: skip
         ms = {n: s.median_ms for n, s in stats.items()}
-        tuned = ms[f"tuned-{args.trials}"]
+        tuned = ms.get("tuned", float("nan"))
         row = [ms["tvm-untuned"], ms["default"], ms["zs-fallback"], ms["zs-all"], tuned,
                ms["zs-all"] / ms["default"], ms["zs-all"] / tuned, ms["tvm-untuned"] / ms["zs-all"]]  # fmt: skip
         compile_s = {n: s for n, (_, s) in built.items()}
-        print(("{:<22}" + "{:>11.3f}" * 8).format(name, *row)
+        print(("{:<22}" + "{:>12.3f}" * 8).format(name, *row)
               + f"   {compile_s['default']:.1f} / {compile_s['zs-all']:.1f} / "
-              f"{compile_s[f'tuned-{args.trials}']:.0f}")  # fmt: skip
+              f"{compile_s.get('tuned', float('nan')):.0f}")  # fmt: skip
         lines.append({"case": name, "ms": ms, "compile_s": compile_s, "trials": args.trials,
                       "candidates": args.candidates, **environment()})  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
