@@ -47,12 +47,15 @@ _RANDOM_DRAWS = 200
 
 
 def pairwise_accuracy(seconds: np.ndarray, scores: np.ndarray) -> float:
-    """Share of clearly ordered pairs (latency ratio > 1.05) whose scores agree; ties count half."""
+    """Share of clearly ordered pairs (latency ratio > 1.05) whose scores agree; ties count half.
+    NaN when no pair is clearly ordered (left out of the averages)."""
     faster = seconds[:, None] * _TIE < seconds[None, :]
     higher = scores[:, None] > scores[None, :]
     equal = scores[:, None] == scores[None, :]
     pairs = faster.sum()
-    return float(((faster & higher).sum() + 0.5 * (faster & equal).sum()) / max(pairs, 1))
+    if not pairs:
+        return float("nan")
+    return float(((faster & higher).sum() + 0.5 * (faster & equal).sum()) / pairs)
 
 
 def top_k_recall(seconds: np.ndarray, scores: np.ndarray, k: int) -> float:
@@ -116,7 +119,7 @@ def _score(models: dict[str, Callable[[Any, list[Any]], np.ndarray]],
         for name, predict in models.items():
             if name == "random":
                 draws = [metrics(seconds, rng.random(len(seconds))) for _ in range(_RANDOM_DRAWS)]
-                table[name].append({m: float(np.mean([d[m] for d in draws])) for m in draws[0]})
+                table[name].append({m: float(np.nanmean([d[m] for d in draws])) for m in draws[0]})
             else:
                 table[name].append(metrics(seconds, np.asarray(predict(context, candidates))))
     return table
@@ -147,7 +150,7 @@ def main() -> None:
     names = list(table["ember"][0])
     print(f"{'model':<10}" + "".join(f"{n:>11}" for n in names))
     for model, rows in table.items():
-        print(f"{model:<10}" + "".join(f"{np.mean([r[n] for r in rows]):>11.3f}" for n in names))
+        print(f"{model:<10}" + "".join(f"{np.nanmean([r[n] for r in rows]):>11.3f}" for n in names))
     print("\nper held-out kernel (pairwise accuracy / best@1): ember | tvm-xgb | random")
     for i, (name, *_rest) in enumerate(kernels):
         cells = " | ".join(f"{table[m][i]['pairwise']:.2f} / {table[m][i]['best@1']:.2f}"
@@ -156,7 +159,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("a") as f:
         for model, rows in table.items():
-            summary = {n: float(np.mean([r[n] for r in rows])) for n in names}
+            summary = {n: float(np.nanmean([r[n] for r in rows])) for n in names}
             f.write(json.dumps({"case": "ranking", "model": model, **summary,
                                 "kernels": [k[0] for k in kernels], **environment()}) + "\n")  # fmt: skip
 
