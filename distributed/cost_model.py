@@ -47,9 +47,17 @@ class CostModel:
         windows = sum(max(self.comm(t), half[i] + half[i + 2]) for i, t in enumerate(sizes))
         return half[1] + windows + half[-2]
 
-    def on_cluster(self, *, bandwidth: float, latency: float) -> CostModel:
-        """The same computation with another network (a simulated cluster)."""
-        return dataclasses.replace(self, bandwidth=bandwidth, latency=latency)
+    def on_cluster(self, *, bandwidth: float, latency: float,
+                   compute_speedup: float = 1.0) -> CostModel:  # fmt: skip
+        """A simulated cluster: another network, computation `compute_speedup` times faster
+        (an accelerator instead of this CPU)."""
+        return dataclasses.replace(
+            self,
+            bandwidth=bandwidth,
+            latency=latency,
+            compute_per_token=self.compute_per_token / compute_speedup,
+            compute_fixed=self.compute_fixed / compute_speedup,
+        )
 
     @classmethod
     def profile(cls, *, tokens: int, total: float, comm: float, nbytes: float, latency: float,
