@@ -1,7 +1,8 @@
 """Quantized GEMM/GEMV and whole-model speed: ember W8A8 / W4A16 / W4A4 vs torch fp32, torch's
 int8 paths (dynamic-quantized Linear, `torch._int_mm`) and ember fp32, on decode (M=1) and
 prefill shapes, plus a GEMV whose fp32 weight (N=K=8192: 268 MB) exceeds the 105 MB L3, and a
-Llama (hidden 1024, 4 layers, 268 MB of fp32 weights) at one token (decode) and 128 tokens.
+Llama (hidden 1024, 4 layers, 268 MB of fp32 weights) on 4 tokens (no KV cache: a decode-like
+step of M=4 rows) and on 128 tokens (prefill).
 
     python benchmarks/quant_speed.py                      # all of it
     python benchmarks/quant_speed.py --m 1,128 --nk 1024 --gemv-nk 0 --no-model  # fewer
@@ -108,7 +109,11 @@ def _model_case(model: torch.nn.Module, tokens: int) -> tuple[Row, dict[str, flo
     import ember
 
     ids = torch.randint(0, 8192, (1, tokens), generator=torch.Generator().manual_seed(0))
-    calibration = [(torch.randint(0, 8192, (1, 128), generator=torch.Generator()),)]
+    generator = torch.Generator().manual_seed(1)
+    calibration = [  # >= 128 tokens, in the compiled input shape
+        (torch.randint(0, 8192, (1, tokens), generator=generator),)
+        for _ in range(max(1, 128 // tokens))
+    ]
     with torch.no_grad():
         exact = model(ids).logits.numpy()
     dynamic = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
@@ -145,7 +150,7 @@ def main() -> None:
         print(f"M={m} N=K={nk}: " + ", ".join(f"{k} {v:.3g}" for k, v in info.items()), flush=True)
     if not args.no_model:
         model = _llama()
-        for tokens in (1, 128):
+        for tokens in (4, 128):  # 1 token: ember cannot build the attention (see the docs)
             row, info = _model_case(model, tokens)
             rows.append(row)
             print(f"llama {tokens} tokens: " + ", ".join(f"{k} {v:.3g}" for k, v in info.items()),
