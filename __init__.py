@@ -28,6 +28,10 @@ def __getattr__(name: str) -> Any:
         import ember.distributed
 
         return ember.distributed
+    if name == "llm":  # the decoding runtime: ember.llm.compile(hf_model, max_length=...)
+        import ember.llm
+
+        return ember.llm
     if name == "QuantConfig":
         from ember.quantize import QuantConfig
 
