@@ -19,6 +19,7 @@ from ember.cli_db import add_db_commands
 from ember.cli_service import add_service_commands, add_service_option
 from ember.cli_tune import add_tune_arguments, tune_command
 from ember.errors import EmberError, UsageError
+from ember.llm.cli import add_generate_command
 
 __all__ = ["main"]
 
@@ -406,6 +407,7 @@ def _parser() -> _Parser:
     add_service_option(p)
     p.set_defaults(handler=tune_command)
     add_service_commands(sub)
+    add_generate_command(sub)
     return parser
 
 
