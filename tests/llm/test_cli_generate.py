@@ -17,11 +17,11 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 def test_generate_prints_tokens_and_speed():
     factory = ROOT / "tests" / "llm" / "factories.py"
+    command = [sys.executable, "-m", "ember.cli", "generate", f"{factory}:llama"]
+    command += ["--batch", "2", "--prompt-length", "5", "--max-new-tokens", "6"]
     result = subprocess.run(
-        [sys.executable, "-m", "ember.cli", "generate", f"{factory}:llama", "--batch", "2",
-         "--prompt-length", "5", "--max-new-tokens", "6"],  # fmt: skip
-        capture_output=True, text=True, cwd=ROOT, timeout=600, check=False,
-    )  # fmt: skip
+        command, capture_output=True, text=True, cwd=ROOT, timeout=600, check=False
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert [len(line.split()) for line in lines[:2]] == [6, 6]
