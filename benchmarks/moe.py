@@ -108,6 +108,7 @@ def _latency() -> float:
 
 
 def _rank(ffn: int, repeats: int) -> dict[str, Any]:
+    import torch
     import torch.distributed as dist
 
     from ember.distributed import CostModel, choose_chunks, collectives, compile_moe
@@ -119,8 +120,12 @@ def _rank(ffn: int, repeats: int) -> dict[str, Any]:
     ((t_plain, _, comm_plain),) = _alternating([plain], x, 3)  # profile the unchunked program
     moved = sum(r.nbytes for r in collectives.TRACE)
     calls = len(collectives.TRACE)
-    cost = CostModel.profile(tokens=tokens, total=t_plain, comm=comm_plain, nbytes=moved,
-                             latency=_latency(), collectives=calls)  # fmt: skip
+    # one model for all ranks (the slowest rank's numbers): every rank must pick the same chunks
+    shared = torch.tensor([t_plain, comm_plain, float(moved), _latency()], dtype=torch.float64)
+    dist.all_reduce(shared, op=dist.ReduceOp.MAX)
+    total, comm, nbytes, latency = shared.tolist()
+    cost = CostModel.profile(tokens=tokens, total=total, comm=comm, nbytes=nbytes,
+                             latency=latency, collectives=calls)  # fmt: skip
     sizes = choose_chunks(cost, tokens)
     overlap = compile_moe(model, x, chunks=sizes)
     (t_plain, blocked_plain, comm_plain), (t_overlap, blocked_overlap, _) = _alternating(

@@ -22,6 +22,7 @@ import tvm
 from ember.distributed.errors import DistributedError
 
 __all__ = [
+    "FAILURES",
     "TRACE",
     "CommRecord",
     "all_to_all_start",
@@ -47,6 +48,7 @@ class CommRecord:
 
 
 TRACE: list[CommRecord] = []
+FAILURES: list[DistributedError] = []
 _PENDING: dict[int, tuple[Any, torch.Tensor, torch.Tensor, CommRecord]] = {}
 _IDS = itertools.count(1)
 
@@ -56,11 +58,15 @@ def _torch(x: Any) -> torch.Tensor:
 
 
 def _failed(what: str, err: BaseException) -> DistributedError:
+    """The error for a failed collective; also kept in FAILURES, since the VM hands errors
+    raised inside a global function back to its caller as plain RuntimeErrors."""
     rank = dist.get_rank() if dist.is_initialized() else "?"
-    return DistributedError(
+    failure = DistributedError(
         f"rank {rank}: {what} failed: {str(err).strip().splitlines()[0] if str(err) else err!r}"
         " - another rank died, timed out or ran a different program; see that rank's error"
     )
+    FAILURES.append(failure)
+    return failure
 
 
 def exchange_counts(counts: Any) -> np.ndarray:

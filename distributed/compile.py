@@ -29,20 +29,17 @@ class DistributedProgram:
     def __call__(self, x: Any) -> Any:
         import torch
 
+        from ember.distributed import collectives
+
         try:
             (out,) = self.program.run([x.detach().contiguous()])
-        except DistributedError:
-            raise
-        except Exception as err:  # in case the FFI hands a collective's failure back untyped
-            if "DistributedError" in str(err):
-                raise DistributedError(_reason(err)) from err
+        except Exception as err:
+            if collectives.FAILURES:  # a collective failed inside the VM: raise its error
+                failure = collectives.FAILURES.pop()
+                collectives.FAILURES.clear()
+                raise failure from err
             raise
         return torch.from_dlpack(out)
-
-
-def _reason(err: Exception) -> str:
-    lines = [line for line in str(err).splitlines() if "rank" in line]
-    return lines[-1].split("DistributedError: ")[-1] if lines else str(err)
 
 
 def partition_graph(g: Graph, sizes: Sequence[int], *, rank: int, world_size: int) -> Graph:
@@ -86,6 +83,7 @@ def compile_moe(model: Any, example: Any, *, chunks: int | Sequence[int] = 1,
         )
     tokens = int(example.shape[token_axis])
     sizes = _sizes(chunks, tokens)
+    _check_same_everywhere(sizes)
     g = partition_graph(
         import_moe(model, example, token_axis),
         sizes,
@@ -104,3 +102,16 @@ def _sizes(chunks: int | Sequence[int], tokens: int) -> tuple[int, ...]:
     if sum(sizes) != tokens or min(sizes) < 1:
         raise DistributedError(f"chunk sizes {sizes} must be positive and sum to {tokens} tokens")
     return sizes
+
+
+def _check_same_everywhere(sizes: tuple[int, ...]) -> None:
+    """Ranks with different chunks would issue mismatched collectives: refuse up front."""
+    import torch.distributed as dist
+
+    every: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(every, sizes)
+    if len(set(every)) != 1:
+        raise DistributedError(
+            f"ranks were given different chunks {every}; every rank must compile with the same "
+            "chunks (choose them on one rank and broadcast, or from a shared cost model)"
+        )

@@ -116,3 +116,17 @@ def _raise_on_rank_one() -> int:
 def test_an_exception_on_one_rank_is_reported():
     with pytest.raises(DistributedError, match="rank 1: ValueError: bad input on rank 1"):
         launch(_raise_on_rank_one, 2, timeout=10.0)
+
+
+def _different_chunks() -> None:
+    import torch
+    import torch.distributed as dist
+
+    from ember.distributed import compile_moe
+
+    compile_moe(torch.nn.Identity(), torch.zeros(1, 8, 4), chunks=1 + dist.get_rank())
+
+
+def test_ranks_must_compile_the_same_chunks():
+    with pytest.raises(DistributedError, match=r"ranks were given different chunks \[\(8,\), "):
+        launch(_different_chunks, 2, timeout=20.0)
