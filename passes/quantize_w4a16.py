@@ -144,14 +144,14 @@ def quantize_w4a16(
             return None
         samples = None if activations is None else activations.get(key)
         clip = None
-        if method == "awq" and samples is not None:
-            samples = samples[:MAX_ROWS].astype(np.float32)
-            s = folded.get(key)
-            if s is None:
-                s = awq_scales(samples, w, group_size)
-                x = b.emit(BINARY_OPS["mul"](), x, b.const((1 / s).astype(np.float32)))
+        s = folded.get(key)  # 1 / s already folded upstream: the weight must take s
+        if s is None and method == "awq" and samples is not None:
+            s = awq_scales(samples[:MAX_ROWS].astype(np.float32), w, group_size)
+            x = b.emit(BINARY_OPS["mul"](), x, b.const((1 / s).astype(np.float32)))
+        if s is not None:
             w = w * s[:, None]
-            clip = clip_ratios(samples / s, w, group_size)
+        if s is not None and samples is not None:
+            clip = clip_ratios(samples[:MAX_ROWS].astype(np.float32) / s, w, group_size)
         q, scale, offset = quantize_groups(w, group_size, clip)
         return b.emit(
             Int4MatMul(group_size=group_size),
