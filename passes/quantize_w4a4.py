@@ -130,12 +130,11 @@ def quantize_w4a4(
         if n % 16:
             return None
         channels = np.arange(k)
-        if kept:
-            order = folded.get(key)
-            if order is None:  # reorder at run time: the gathers below
-                channels = _order(samples)
-            else:  # x already arrives reordered
-                w = w[order]
+        order = folded.get(key)
+        if order is not None:  # x already arrives reordered
+            w = w[order]
+        elif kept:  # reorder at run time: the gathers below
+            channels = _order(samples)
         normal = channels[: k - kept]
         y = _int4_part(b, *_quantized(b, x, normal, 4, group_size, memo), w[normal], group_size)
         if not kept:
