@@ -83,7 +83,8 @@ def _const(array: np.ndarray, t: TensorType) -> relax.Constant:
         raw = runtime.empty(array.shape, t.dtype.tvm)
         raw.copyfrom(array)
         return relax.const(raw)
-    return relax.const(np.ascontiguousarray(array), t.dtype.tvm)
+    # np.require, not np.ascontiguousarray: that one turns a 0-d constant into shape [1]
+    return relax.const(np.require(array, requirements="C"), t.dtype.tvm)
 
 
 def to_relax(g: Graph) -> Any:

@@ -32,7 +32,7 @@ class Bitcast(Op):
         return x.with_dtype(self.dtype)
 
     def reference(self, x: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(x).view(self.dtype.numpy)
+        return np.require(x, requirements="C").view(self.dtype.numpy)
 
     def compute(self, x: Any) -> Any:
         from tvm import te, tirx

@@ -11,7 +11,7 @@ from ember.codegen.lower import _to_tir
 from ember.codegen.target import host_cpu, resolve_target
 from ember.errors import CodegenError
 from ember.ir import Builder, interpret, sym
-from ember.ir.ops import Concat, MatMul, Reshape, Slice, Softmax
+from ember.ir.ops import Concat, Gather, MatMul, Reshape, Slice, Softmax
 from ember.runtime import Executor
 from tests.helpers import assert_close
 
@@ -41,6 +41,20 @@ def test_one_build_runs_many_sequence_lengths(rng):
         arr = rng.standard_normal((2, length, 8)).astype(np.float32)
         for got, want in zip(run([arr]), interpret(g, arr), strict=True):
             assert_close(got.numpy(), want)
+
+
+def test_scalar_constants_keep_rank_zero(rng):
+    """x[:, -1]: a 0-d index constant must stay 0-d (np.ascontiguousarray made it [1])."""
+    b = Builder()
+    x = b.input((2, 5, 8), "float32", name="x")
+    last = b.emit(Gather(1), x, b.const(np.array(-1, np.int64)))
+    b.output(last, b.const(np.array(3.0, np.float32)))
+    g = b.build()
+    arr = rng.standard_normal((2, 5, 8)).astype(np.float32)
+    got = Executor(build(g, "llvm").executable).run([arr])
+    assert got[0].numpy().shape == (2, 8)
+    assert got[1].numpy().shape == ()
+    assert_close(got[0].numpy(), arr[:, -1])
 
 
 def test_host_target_names_the_cpu():
