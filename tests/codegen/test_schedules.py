@@ -253,3 +253,14 @@ def test_gemv_gate_keeps_reduction_loops_rolled(rng):
     assert "vectorized" in script
     assert "pragma_auto_unroll_max_step" not in script
     _check(g, rng.standard_normal((256, 128)).astype(np.float32), atol=1e-5)
+
+
+def test_matmul_with_a_reduction_of_one(rng):
+    """K = 1 ([1,4,1,1] @ [1,4,1,64], from a quantized attention): dlight's GEMV asserts it has a
+    reduction loop; ember's GEMV declines and the next rule schedules it."""
+    b = Builder()
+    x = b.input((1, 4, 1, 1), "float32", "x")
+    w = b.input((1, 4, 1, 64), "float32", "w")
+    b.output(b.emit(MatMul(), x, w))
+    _check(b.build(), rng.standard_normal((1, 4, 1, 1)).astype(np.float32),
+           rng.standard_normal((1, 4, 1, 64)).astype(np.float32))  # fmt: skip
