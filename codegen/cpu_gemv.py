@@ -24,7 +24,9 @@ class GEMV(cpu.GEMV):
     def apply(self, func: Any, target: Target, tunable: bool) -> s_tir.Schedule | None:
         try:
             sch = super().apply(func, target, tunable)
-        except AssertionError:  # dlight's normalize asserts a reduction loop; extent 1 has none
+        except (AssertionError, ValueError):
+            # dlight assumes loop nests it does not check (a reduction loop exists; exactly
+            # batch/spatial/reduction/inner loops after normalizing): decline the others
             return None
         if sch is None:
             return None

@@ -110,14 +110,9 @@ class DimValues(Op):
         return np.array([int(v) for v in self.values], dtype=np.int64)
 
     def lower(self, ctx: Any, args: Any) -> Any:
-        from tvm import te, tirx
+        # a shape -> tensor builtin, not a TE kernel: TVM's FuseTIR drops the symbolic-dim
+        # arguments (tir_vars) of a fused kernel that reads dims no input carries
+        from tvm import relax
 
-        dims = [ctx.dim(v) for v in self.values]
-
-        def body(i: Any) -> Any:
-            out = tirx.const(0, "int64")
-            for k in reversed(range(len(dims))):
-                out = tirx.if_then_else(i == k, tirx.Cast("int64", dims[k]), out)
-            return out
-
-        return ctx.emit_te(lambda: te.compute((len(dims),), body, name="out"))
+        shape = relax.ShapeExpr([ctx.dim(v) for v in self.values])
+        return ctx.bb.emit(relax.op.shape_to_tensor(shape))
