@@ -46,6 +46,8 @@ def build_step(
     step = DecoderStep(model, past=past)
     inputs = _example(step, batch, new, max_length, kv_heads, attn.head_dim)
     graph, _ = run_pipeline(import_module(step, inputs).graph, options["passes"])
+    if options.get("weights") is not None:  # one packed 4-bit weight set, inputs of every step
+        return options["weights"].compile(graph, options)
     return compile_graph(graph, options["target"], (), cache=options["cache"])
 
 
@@ -70,7 +72,9 @@ def compile(
     target: str | dict[str, Any] = "llvm",
     flat_gemm: bool = True,
     async_softmax: bool = True,
-    quantize: str | None = None,
+    quantize: Any = None,
+    speculative: str | None = None,
+    draft_len: int = 4,
     passes: Sequence[str] | None = None,
     cache: bool | None = None,
 ) -> Engine:
@@ -78,22 +82,29 @@ def compile(
 
     Builds the decode step and the prefill for each batch size and prompt length on first use. `flat_gemm` and
     `async_softmax` request FlashDecoding++'s rewrites, which are not implemented yet (see
-    docs/llm.md): they are recorded in `engine.options` and change nothing; `quantize` must be
-    None.
+    docs/llm.md): they are recorded in `engine.options` and change nothing. `quantize`
+    ("w4a16", "w4a4" or an `ember.QuantConfig`) packs the linear layers' weights once into 4 bits
+    shared by every step; `speculative="qspec"` (with w4a16) drafts up to `draft_len` tokens per
+    round with W4A4 over those weights and verifies them with W4A16 (docs/qspec.md).
     """
     check_supported(model)
-    if quantize is not None:
-        raise UnsupportedError(f"ember.llm.compile: quantize={quantize!r} is not supported yet")
     _check_config(model, max_length)
     model = model.eval().float()
     attn = model.model.layers[0].self_attn
     options = {"target": target, "passes": passes, "cache": cache,
                "flat_gemm": flat_gemm, "async_softmax": async_softmax}  # fmt: skip
+    if quantize is not None or speculative is not None:
+        from ember.llm.speculative import quantized_options
+
+        options |= quantized_options(model, quantize, speculative, draft_len)
     config = model.generation_config
     eos = config.eos_token_id if config.eos_token_id is not None else model.config.eos_token_id
     eos_ids = tuple(eos) if isinstance(eos, list | tuple) else (() if eos is None else (eos,))
     pad = config.pad_token_id if config.pad_token_id is not None else model.config.pad_token_id
-    return Engine(
+    engine_class = Engine
+    if speculative is not None:
+        from ember.llm.speculative import SpeculativeEngine as engine_class
+    return engine_class(
         model=model,
         layers=len(model.model.layers),
         kv_heads=attn.k_proj.out_features // attn.head_dim,

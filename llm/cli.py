@@ -31,6 +31,10 @@ def add_generate_command(sub: Any) -> None:
     p.add_argument("--max-new-tokens", type=int, default=32, help="tokens to generate (default 32)")
     p.add_argument("--max-length", type=int, default=0, help="KV cache slots (default: enough)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random prompt (default 0)")
+    p.add_argument("--quantize", default=None, help="w4a16 or w4a4[:group=N,...] (4-bit weights)")
+    p.add_argument("--speculative", choices=["qspec"], default=None,
+                   help="qspec: W4A4 drafts verified by W4A16 over one 4-bit weight set")  # fmt: skip
+    p.add_argument("--draft-len", type=int, default=4, help="QSPEC's largest γ (default 4)")
     p.set_defaults(handler=_generate)
 
 
@@ -39,15 +43,22 @@ def _generate(args: argparse.Namespace) -> int:
 
     import ember.llm
     from ember.llm.engine import PROMPT_BUCKET
+    from ember.quantize import parse_quantize
 
     made = _call_factory(args.model)
     model = made[0] if isinstance(made, tuple) else made
     padded = -(-args.prompt_length // PROMPT_BUCKET) * PROMPT_BUCKET
-    engine = ember.llm.compile(model, max_length=args.max_length or padded + args.max_new_tokens)
+    quantize = None if args.quantize is None else parse_quantize(args.quantize)
+    engine = ember.llm.compile(
+        model, max_length=args.max_length or padded + args.max_new_tokens, quantize=quantize,
+        speculative=args.speculative, draft_len=args.draft_len,
+    )  # fmt: skip
     generator = torch.Generator().manual_seed(args.seed)
     shape = (args.batch, args.prompt_length)
     prompt = torch.randint(0, model.config.vocab_size, shape, generator=generator)
     engine.generate(prompt, max_new_tokens=2)  # builds the prefill and decode programs
+    if args.speculative:
+        engine.warm(args.batch)  # the draft step and the verification of each γ
     tokens = engine.generate(prompt, max_new_tokens=args.max_new_tokens)
     for row in tokens[:, args.prompt_length :].tolist():
         print(" ".join(map(str, row)))
@@ -57,6 +68,9 @@ def _generate(args: argparse.Namespace) -> int:
         f"{stats.decode_seconds * 1e3:.1f} ms: {stats.decode_tokens_per_second:.1f} tokens/s "
         f"(batch {args.batch})"
     )
+    if args.speculative:
+        print(f"qspec: acceptance {stats.acceptance:.3f} over {stats.rounds} rounds; weights "
+              f"{engine.weight_bytes} bytes (one 4-bit set for draft and verification)")  # fmt: skip
     return 0
 
 
