@@ -102,7 +102,7 @@ def test_errors_name_the_fix():
         ember.llm.compile(model)
     llama, _ = build("llama")
     with pytest.raises(UnsupportedError, match="quantize"):
-        ember.llm.compile(llama, quantize="w4a16")
+        ember.llm.compile(llama, quantize="w8a8")
     mistral, _ = build("mistral")
     mistral.config.sliding_window = 8
     with pytest.raises(UnsupportedError, match="sliding-window"):
