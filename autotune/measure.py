@@ -41,6 +41,7 @@ from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
 
 from ember.autotune.worker_pool import Outcome, WorkerPool
+from ember.codegen.fast_math import fast_math
 from ember.errors import TuningError
 
 __all__ = [
@@ -192,6 +193,8 @@ def _build_one(mod: Any, target: Any, directory: str) -> str:
     from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
 
     mod = RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod)
+    if target.kind.name == "llvm":  # as codegen.build does after scheduling
+        mod = fast_math(mod)
     library = tvm.tirx.build(mod, target=target)
     # a directory each: MetaSchedule's RemoveBuildArtifact deletes the artifact's directory;
     # unique paths: the dynamic loader caches libraries by path

@@ -24,7 +24,6 @@ from tvm import tirx
 
 from ember.codegen.build import fuse
 from ember.codegen.cpu_matmul import panel_width
-from ember.codegen.fast_math import fast_math
 from ember.codegen.lower import to_relax
 from ember.codegen.pack_weights import pack_matmul_weights
 from ember.codegen.target import resolve_target
@@ -61,10 +60,7 @@ def fused_module(g: Graph, target: dict[str, Any]) -> Any:
     if target["kind"] == "llvm":
         g = pack_matmul_weights(g, panel=panel_width(tgt))
     with tgt:
-        mod = fuse(to_relax(g))
-        if target["kind"] == "llvm":
-            mod = fast_math(mod)
-    return mod
+        return fuse(to_relax(g))
 
 
 def extract_tasks(g: Graph, target: str | dict[str, Any]) -> list[Task]:

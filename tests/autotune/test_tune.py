@@ -26,7 +26,7 @@ from ember.codegen.build import build
 from ember.codegen.target import resolve_target
 from ember.errors import TuningError
 from ember.ir import Builder, Graph, sym
-from ember.ir.ops import Add, Exp, MatMul
+from ember.ir.ops import Add, Exp, MatMul, Softmax
 from ember.runtime import Executor
 
 pytest.importorskip("xgboost")
@@ -180,6 +180,25 @@ def test_kernels_without_records_fall_back_to_default_schedules(tuned):
         out, e = _run(g, schedule_database(db, "llvm"), x)
     np.testing.assert_allclose(e, np.exp(x), rtol=1e-5)
     assert out.shape == (32, N)
+
+
+def test_softmax_kernels_tune_and_builds_apply_their_records(rng):
+    """Kernels with exp are tuned as libm calls; fast math rewrites the scheduled kernel after
+    (MetaSchedule's flop estimate once failed on fast math's Let bindings)."""
+    from tvm.s_tir import meta_schedule as ms
+
+    b = Builder()
+    b.output(b.emit(Softmax(-1), b.input((64, 256), "float32", "x")))
+    g = b.build()
+    database = ms.database.MemoryDatabase()
+    report = tune(g, "llvm", trials=4, database=database, cost_model="random", workers=0)
+    (task,) = report.tasks
+    assert task.trials == 4
+    assert task.tuned_ms is not None
+    x = rng.standard_normal((64, 256)).astype(np.float32)
+    (got,) = _run(g, database, x)
+    want = np.exp(x - x.max(-1, keepdims=True))
+    np.testing.assert_allclose(got, want / want.sum(-1, keepdims=True), rtol=1e-5, atol=1e-7)
 
 
 def test_symbolic_kernels_are_tuned_at_a_representative_size(rng):
