@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import operator
 from collections.abc import Callable
 from typing import Any
@@ -41,6 +42,18 @@ class LowerContext:
     def emit_te(self, fn: Callable[..., Any], *args: Any) -> Any:
         assert self.node is not None
         return self.bb.emit_te(fn, *args, primfunc_name_hint=self.node.op.name)
+
+    def kernels(self, family: str, *params: Any) -> tuple[Any, ...]:
+        """Add codegen's hand-written kernels `family` (`ember.codegen.<family>.kernels(*params,
+        target=kind)`, PrimFuncs for the current target) to the module; their global vars."""
+        from tvm.target import Target
+
+        module = importlib.import_module(f"ember.codegen.{family}")
+        funcs = module.kernels(*params, target=Target.current().kind.name)
+        return tuple(  # the module names them
+            self.bb.add_func(f.without_attr("global_symbol"), f"{family}_{i}")
+            for i, f in enumerate(funcs)
+        )
 
 
 def _to_tir(e: sympy.Expr, symbols: dict[sympy.Symbol, tirx.Var]) -> Any:

@@ -12,6 +12,7 @@ import torch
 from ember.errors import EmberError, UnsupportedError
 from ember.llm.decoder import DecoderStep, check_supported
 from ember.llm.engine import Engine
+from ember.llm.rewrites import apply_rewrites
 
 __all__ = ["compile"]
 
@@ -46,6 +47,7 @@ def build_step(
     step = DecoderStep(model, past=past)
     inputs = _example(step, batch, new, max_length, kv_heads, attn.head_dim)
     graph, _ = run_pipeline(import_module(step, inputs).graph, options["passes"])
+    graph = apply_rewrites(graph, model, options)  # FlashDecoding++: flat GEMM, async softmax
     if options.get("weights") is not None:  # one packed 4-bit weight set, inputs of every step
         return options["weights"].compile(graph, options)
     return compile_graph(graph, options["target"], (), cache=options["cache"])
@@ -81,8 +83,8 @@ def compile(
     """Compile a transformers causal LM (Llama, Mistral, Qwen2, Mixtral) for decoding.
 
     Builds the decode step and the prefill for each batch size and prompt length on first use. `flat_gemm` and
-    `async_softmax` request FlashDecoding++'s rewrites, which are not implemented yet (see
-    docs/llm.md): they are recorded in `engine.options` and change nothing. `quantize`
+    `async_softmax` apply FlashDecoding++'s rewrites (docs/llm.md): flat-GEMM kernels picked by
+    M from a table profiled once per engine, and attention with a unified max calibrated once. `quantize`
     ("w4a16", "w4a4" or an `ember.QuantConfig`) packs the linear layers' weights once into 4 bits
     shared by every step; `speculative="qspec"` (with w4a16) drafts up to `draft_len` tokens per
     round with W4A4 over those weights and verifies them with W4A16 (docs/qspec.md).

@@ -1,9 +1,11 @@
 """Graph → Graph rewrites, the pass registry and the default pipeline."""
 
 from ember.passes import (
+    async_softmax,
     canonicalize,
     eliminate_common_subexpressions,
     eliminate_dead_code,
+    flat_gemm,
     fold_constants,
     quantize_w4a4,
     quantize_w4a16,
@@ -16,9 +18,11 @@ from ember.passes.registry import PASSES, graph_pass, parse_pass_spec
 __all__ = [
     "DEFAULT_PIPELINE",
     "PASSES",
+    "async_softmax",
     "canonicalize",
     "eliminate_common_subexpressions",
     "eliminate_dead_code",
+    "flat_gemm",
     "fold_constants",
     "graph_pass",
     "parse_pass_spec",

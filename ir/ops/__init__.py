@@ -2,6 +2,7 @@
 
 from ember.ir.ops.bits import *  # noqa: F403
 from ember.ir.ops.conv import *  # noqa: F403
+from ember.ir.ops.decode import *  # noqa: F403
 from ember.ir.ops.einsum import *  # noqa: F403
 from ember.ir.ops.elementwise import *  # noqa: F403
 from ember.ir.ops.image import *  # noqa: F403

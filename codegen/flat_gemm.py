@@ -1,0 +1,148 @@
+"""Kernels of `flat_matmul` (FlashDecoding++'s flat GEMM) and the heuristic dataflow's profile.
+
+In decoding, a linear layer's M (batch x new tokens) is tiny while N and K are the model's
+width. The weight comes packed in [N / panel, K, panel] column panels (`pack_panels`); every
+kernel streams them once per row tile:
+
+- "gemv": one row at a time (a matrix-vector product per row; the panel is re-read from cache
+  for each row), parallel over panels, vectorized along N.
+- "flat": tiles of min(M, 8) rows (M is padded to 8 at most, never to 64) held in registers as
+  8 x panel / 16 AVX-512 vectors, parallel over panels, vectorized along N, K unrolled by KU.
+  No software prefetch: the panel is one sequential stream the hardware prefetcher follows.
+- "gemm": the default CPU matmul schedule (codegen/cpu_matmul.py), with its epilogue fusion.
+
+`profile_dispatch(N, K)` times the three on this machine for M in PROFILE_ROWS and returns the
+dispatch table `flat_matmul` carries: ((largest M, kernel), ...) with the inflection points.
+"""
+
+# no `from __future__ import annotations`: TVMScript resolves buffer annotations then by
+# searching the calling frames (see codegen/async_softmax.py)
+import functools
+import json
+import time
+from typing import Any
+
+import numpy as np
+from tvm.script import tirx as T
+
+__all__ = ["KU", "MR", "PANEL", "PROFILE_ROWS", "kernels", "profile_dispatch", "tables_from_times"]
+
+PANEL = 32  # the packed weight's panel width: the CPU matmul's register tile (AVX-512)
+MR = 8  # rows of the flat kernel's register tile
+KU = 4  # K unrolling
+PROFILE_ROWS = (1, 4, 16, 64)
+_SCHEDULED = {"tirx.is_scheduled": True, "tirx.noalias": True}
+
+
+def kernels(
+    kernel: str, m: int, k: int, panels: int, panel: int, columns: int, target: str
+) -> tuple[Any]:
+    """The "gemv" or "flat" PrimFunc y[m, columns] = x[m, k] @ unpack(w[panels, k, panel]) for
+    `target` kind "llvm" or "cuda" (one thread block per panel, one thread per column)."""
+    rows = 1 if kernel == "gemv" else min(m, MR)
+    return (_kernel(m, k, panels, panel, columns, rows, target == "cuda"),)
+
+
+def _kernel(m: int, k: int, panels: int, panel: int, columns: int, rows: int, cuda: bool) -> Any:  # noqa: C901
+    ku = KU if k % KU == 0 else 1
+    full, rest = divmod(m, rows)
+    lanes = 1 if cuda else panel  # CUDA: the panel's columns are the block's threads
+
+    @T.macro
+    def tile(x, w, y, acc, p, j0, first, count):
+        for i in T.unroll(count):
+            for j in T.vectorized(lanes):
+                acc[i, j] = T.float32(0)
+        for ko in range(k // ku):
+            for kk in T.unroll(ku):
+                for i in T.unroll(count):
+                    for j in T.vectorized(lanes):
+                        acc[i, j] = (
+                            acc[i, j] + x[first + i, ko * ku + kk] * w[p, ko * ku + kk, j0 + j]
+                        )
+        for i in T.unroll(count):
+            for j in T.vectorized(lanes):
+                if p * panel + j0 + j < columns:
+                    y[first + i, p * panel + j0 + j] = acc[i, j]
+
+    @T.macro
+    def panel_rows(x, w, y, p, j0):
+        acc = T.decl_buffer((rows, lanes), "float32", scope="local")
+        for t in range(full):
+            tile(x, w, y, acc, p, j0, t * rows, rows)
+        if rest > 0:
+            tile(x, w, y, acc, p, j0, full * rows, rest)
+
+    @T.prim_func
+    def flat_gemm(
+        x: T.Buffer((m, k), "float32"),
+        w: T.Buffer((panels, k, panel), "float32"),
+        y: T.Buffer((m, columns), "float32"),
+    ):
+        T.func_attr(_SCHEDULED)
+        if cuda:
+            for p in T.thread_binding(panels, "blockIdx.x"):
+                for j0 in T.thread_binding(panel, "threadIdx.x"):
+                    panel_rows(x, w, y, p, j0)
+        else:
+            for p in T.parallel(panels):
+                panel_rows(x, w, y, p, 0)
+
+    return flat_gemm
+
+
+def tables_from_times(times: dict[int, dict[str, float]]) -> tuple[tuple[int, str], ...]:
+    """The dispatch table from {M: {kernel: seconds}}: the fastest kernel per profiled M, runs
+    of the same winner merged; an entry's bound is the last M it won."""
+    table: list[tuple[int, str]] = []
+    for m in sorted(times):
+        best = min(times[m], key=times[m].__getitem__)
+        if table and table[-1][1] == best:
+            table[-1] = (m, best)
+        else:
+            table.append((m, best))
+    return tuple(table)
+
+
+@functools.cache
+def _profile(n: int, k: int, target: str, rows: tuple[int, ...]) -> tuple[tuple[int, str], ...]:
+    from ember.codegen.build import build
+    from ember.ir import Builder
+    from ember.ir.ops import FLAT_KERNELS, FlatMatMul, pack_panels
+    from ember.runtime import Executor
+
+    rng = np.random.default_rng(0)
+    packed = pack_panels(rng.standard_normal((k, n)).astype(np.float32), PANEL)
+    spec = json.loads(target) if target.startswith("{") else target
+    times: dict[int, dict[str, float]] = {}
+    for m in rows:
+        x = rng.standard_normal((m, k)).astype(np.float32)
+        times[m] = {}
+        for kernel in FLAT_KERNELS:
+            b = Builder(f"profile_{kernel}")
+            xv = b.input((m, k), "float32", "x")
+            b.output(b.emit(FlatMatMul(columns=n, dispatch=((0, kernel),)), xv, b.const(packed)))
+            result = build(b.build(), spec)
+            executor = Executor(result.executable, target=result.target)
+            times[m][kernel] = _seconds(lambda executor=executor, x=x: executor.run([x]))
+    return tables_from_times(times)
+
+
+def _seconds(call: Any, repeat: int = 15) -> float:
+    """Median seconds of `call` after a warm-up."""
+    call()
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - start)
+    return float(np.median(samples))
+
+
+def profile_dispatch(
+    n: int, k: int, *, target: Any = "llvm", rows: tuple[int, ...] = PROFILE_ROWS
+) -> tuple[tuple[int, str], ...]:
+    """The dispatch table of a linear layer with weight [K, N] on this machine (module doc);
+    cached per (N, K, target, rows) for the process."""
+    key = target if isinstance(target, str) else json.dumps(target, sort_keys=True)
+    return _profile(n, k, key, tuple(rows))
