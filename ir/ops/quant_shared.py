@@ -83,12 +83,14 @@ class Int4PanelGroupMatMul(Op):
         panels, pairs = int(p.shape[0]), int(p.shape[1])
         steps = pairs * 2 // STEP
 
+        zero = te.compute(  # once per group and column, not per weight
+            s.shape, lambda i, j: tirx.nearbyint(o[i, j] / s[i, j]).astype("int32"), name="zero"
+        )
+
         def unpack(c: Any, st: Any, lane: Any, t: Any) -> Any:
             k = st * STEP + t
             nibble = (p[c, k // 2, lane] >> ((k % 2) * 4).astype("uint8")) & 15
-            n = c * LANES + lane
-            zero = tirx.nearbyint(o[k // g, n] / s[k // g, n]).astype("int32")
-            return (nibble.astype("int32") - zero).astype("int8")
+            return (nibble.astype("int32") - zero[k // g, c * LANES + lane]).astype("int8")
 
         # [N/16, K/4, 16, 4]: the layout `vpdpbusd` reads, as int4_group_matmul's unpacked panel
         w = te.compute((panels, steps, LANES, STEP), unpack, name="unpack_weight")
