@@ -96,16 +96,15 @@ class Kernel:
     programs: list[Any]
     _steps: list[tuple[Any, tuple[Any, ...], tuple[Any, ...]]] | None = None
 
-    def __call__(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    def __call__(self, inputs: Sequence[Any]) -> list[Any]:
+        """Run on torch or TVM tensors; returns the outputs as TVM tensors."""
         if self._steps is None:
-            outs = self.programs[0].executor.run(inputs)
-        else:
-            env: dict[Any, Any] = dict(zip(self.graph.inputs, inputs, strict=True))
-            for program, ins, produced in self._steps:
-                results = program.executor.run([env[v] for v in ins])
-                env.update(zip(produced, results, strict=True))
-            outs = [env[v] for v in self.graph.outputs]
-        return [torch.from_dlpack(t) for t in outs]
+            return self.programs[0].executor.run(inputs)
+        env: dict[Any, Any] = dict(zip(self.graph.inputs, inputs, strict=True))
+        for program, ins, produced in self._steps:
+            results = program.executor.run([env[v] for v in ins])
+            env.update(zip(produced, results, strict=True))
+        return [env[v] for v in self.graph.outputs]
 
 
 def _example(spec: ArgSpec, rows: int, value: torch.Tensor | None) -> torch.Tensor:

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 import torch.utils._pytree as pytree
 
+from ember.autobatch.arena import Buffer
 from ember.autobatch.kernel import ArgSpec
 
 __all__ = ["Call", "LazyValue", "force"]
@@ -17,7 +18,8 @@ __all__ = ["Call", "LazyValue", "force"]
 
 class Call:
     """A recorded block call: its inputs, inline-computed depth and, once run, where its outputs
-    live (row `row` of the group's output buffers)."""
+    live: output `slot` is row `outputs[slot][1] + row` of buffer `outputs[slot][0]` (each
+    launch places its outputs in its round's arena, see arena.py)."""
 
     __slots__ = ("args", "block", "depth", "outputs", "round", "row")
 
@@ -26,7 +28,7 @@ class Call:
         self.args = args
         self.depth = depth
         self.round = round_
-        self.outputs: list[torch.Tensor] | None = None
+        self.outputs: list[tuple[Buffer, int]] | None = None  # shared by the launch's calls
         self.row = 0
 
 
@@ -59,17 +61,19 @@ class LazyValue:
     def ready(self) -> bool:
         return self.call.outputs is not None
 
-    def source(self) -> tuple[torch.Tensor, int]:
-        """The batched buffer holding this value and its row (the value must be ready)."""
-        assert self.call.outputs is not None
-        return self.call.outputs[self.slot], self.call.row
+    def source(self) -> tuple[Buffer, int]:
+        """The buffer holding this value and its row (the value must be ready)."""
+        call = self.call
+        assert call.outputs is not None
+        buffer, first = call.outputs[self.slot]
+        return buffer, first + call.row
 
     def value(self) -> torch.Tensor:
         """This value as a torch tensor (a [1, ...] view of its group's output buffer)."""
         if self.call.outputs is None:
             _force_hook[0](self.call)
         buffer, row = self.source()
-        return buffer[row : row + 1]
+        return buffer.torch[row : row + 1]
 
     def __repr__(self) -> str:
         state = "ready" if self.ready else f"pending at depth {self.depth}"

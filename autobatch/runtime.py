@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ember.autobatch import lazy
+from ember.autobatch.arena import Arena
 from ember.autobatch.errors import AutobatchError
 from ember.autobatch.ghosts import add_ghosts
 from ember.autobatch.lazy import Call, LazyValue, force
@@ -61,15 +62,19 @@ class Runtime:
                     f"instance (it is re-run after each value it reads)"
                 )
             return block.wrap(call, call.depth, call.round)
-        depth = 1 + max(
-            (a.depth for a in args if isinstance(a, LazyValue) and a.round == self.round),
-            default=-1,
-        )
-        call = Call(block, args, depth, self.round)
-        self.groups.setdefault((block, depth), []).append(call)
+        depth, round_ = 0, self.round
+        for a in args:  # inline depth: 1 + the deepest input still pending in this round
+            if a.__class__ is LazyValue and a.round == round_ and a.depth >= depth:
+                depth = a.depth + 1
+        call = Call(block, args, depth, round_)
+        group = self.groups.get((block, depth))
+        if group is None:
+            self.groups[block, depth] = [call]
+        else:
+            group.append(call)
         inst.calls.append(call)
         inst.cursor += 1
-        return block.wrap(call, depth, self.round)
+        return block.wrap(call, depth, round_)
 
     def force(self, call: Call) -> None:
         """Make `call` computed: suspend the instance reading it, or flush outside instances."""
@@ -81,8 +86,9 @@ class Runtime:
         """Launch one batched kernel per (block, depth) group, shallowest first."""
         groups = sorted(self.groups.items(), key=lambda item: item[0][1])
         self.groups = {}
+        arena = Arena((block, len(calls)) for (block, _), calls in groups)
         for (block, _), calls in groups:
-            launch(block, calls, self.options, self.stats)
+            launch(block, calls, self.options, self.stats, arena)
         self.round += 1
 
     def run_instances(self, fn: Callable[[Any], Any], instances: list[_Instance]) -> None:

@@ -1,7 +1,7 @@
 """Launching one (block, depth) group as one batched kernel: classify each argument (taint:
 the same tensor for every call is passed once), point the kernel at the producers' output
-buffers with row indices (the gather happens inside the kernel), run it, and hand every call
-its row of the contiguous outputs."""
+buffers with row indices (the gather happens inside the kernel), run it, copy its contiguous
+outputs into the round's arena and hand every call its rows there."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ember.autobatch.arena import Arena, Buffer
 from ember.autobatch.errors import AutobatchError
 from ember.autobatch.kernel import ArgKind, ArgSpec
 from ember.autobatch.lazy import Call, LazyValue
@@ -35,25 +36,26 @@ class Stats:
     launches: int = 0
     calls: int = 0
     rows_in_place: int = 0  # read by the kernel from one producer's buffer through indices
-    rows_staged: int = 0  # copied together by the runtime first (several producers, gather off)
+    rows_staged: int = 0  # copied together by the runtime first (several buffers, gather off)
     rows_uploaded: int = 0  # per-instance tensors made by Python, stacked into a batch
+    rows_out: int = 0  # output rows copied from the kernels into the arenas (contiguous)
     shared_args: int = 0  # arguments passed once for a whole group (taint)
     ghosts: int = 0  # values whose depth a ghost op padded
 
 
 def _idx(rows: list[int]) -> torch.Tensor:
-    return torch.from_numpy(np.array(rows, dtype=np.int64))
+    return torch.tensor(rows, dtype=torch.int64)  # torch's allocator aligns for TVM
 
 
-def _single_source(column: list[Any]) -> tuple[torch.Tensor, list[int]] | None:
-    """The one producer buffer every value in `column` lives in, and their rows."""
+def _single_source(column: list[Any]) -> tuple[Buffer, list[int]] | None:
+    """The one buffer every value in `column` lives in, and their rows."""
     first = column[0]
-    if not isinstance(first, LazyValue):
+    if first.__class__ is not LazyValue:
         return None
     buffer, _ = first.source()
     rows = []
     for a in column:
-        if not isinstance(a, LazyValue):
+        if a.__class__ is not LazyValue:
             return None
         b, row = a.source()
         if b is not buffer:
@@ -77,11 +79,13 @@ def _stage(column: list[Any], spec: ArgSpec, stats: Stats) -> torch.Tensor:
         else:
             made.append((pos, a))
     for buffer, positions, rows in by_buffer.values():
-        staged.index_copy_(0, _idx(positions), buffer.index_select(0, _idx(rows)))
+        staged.index_copy_(0, _idx(positions), buffer.torch.index_select(0, _idx(rows)))
         stats.rows_staged += len(rows)
-    if made:
+    if len(made) == len(column):  # all made by Python (TreeLSTM tokens): stacked in order
+        staged = torch.cat([a for _, a in made])
+    elif made:
         staged.index_copy_(0, _idx([p for p, _ in made]), torch.cat([a for _, a in made]))
-        stats.rows_uploaded += len(made)
+    stats.rows_uploaded += len(made)
     return staged
 
 
@@ -90,13 +94,14 @@ def _batched_arg(column: list[Any], spec: ArgSpec, options: Options, stats: Stat
     found = _single_source(column) if options.gather else None
     if found is not None:
         stats.rows_in_place += len(column)
-        return [found[0], _idx(found[1])]
+        return [found[0].device(), _idx(found[1])]
     staged = _stage(column, spec, stats)
     return [staged, torch.arange(len(column))] if options.gather else [staged]
 
 
-def launch(block: Any, calls: list[Call], options: Options, stats: Stats) -> None:
-    """Run `calls` (one group: same block, same depth) as one batched kernel."""
+def launch(block: Any, calls: list[Call], options: Options, stats: Stats, arena: Arena) -> None:
+    """Run `calls` (one group: same block, same depth) as one batched kernel; its outputs go to
+    `arena`."""
     assert block.arg_specs is not None
     kinds: list[ArgKind] = []
     inputs: list[Any] = []
@@ -119,7 +124,14 @@ def launch(block: Any, calls: list[Call], options: Options, stats: Stats) -> Non
             inputs.extend(_batched_arg(column, spec, options, stats))
     if not any(k in (ArgKind.GATHER, ArgKind.BATCH) for k in kinds):
         _batch_first_shared(kinds, inputs, len(calls), options)
-    outputs = block.kernel(tuple(kinds), options.coarsen)(inputs)
+    results = block.kernel(tuple(kinds), options.coarsen)(inputs)
+    n = len(calls)
+    outputs = []
+    for spec, result in zip(block.out_specs, results, strict=True):
+        buffer, first = arena.place(spec, n)
+        buffer.host[first : first + n] = np.from_dlpack(result)
+        outputs.append((buffer, first))
+    stats.rows_out += n * len(outputs)
     for row, call in enumerate(calls):
         call.outputs = outputs
         call.row = row

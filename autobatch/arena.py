@@ -1,0 +1,59 @@
+"""Where a round's results live: one contiguous buffer per output signature (shape and dtype),
+shared by every block and depth of the round. Each launch copies its outputs into the next free
+rows, so the consumers of values made by different blocks and depths (TreeLSTM children: leaves
+and nodes of several depths) still read them from one buffer through gather indices, in place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import torch
+
+from ember.autobatch.kernel import ArgSpec
+
+__all__ = ["Arena", "Buffer"]
+
+
+class Buffer:
+    """A contiguous [rows, ...] tensor seen three ways: torch (the values users get), numpy
+    (copies into it, single-threaded) and TVM (a kernel input), all without copying."""
+
+    __slots__ = ("_device", "host", "torch")
+
+    def __init__(self, tensor: torch.Tensor) -> None:
+        self.torch = tensor
+        self.host: np.ndarray = tensor.numpy()
+        self._device: Any = None
+
+    def device(self) -> Any:
+        """The TVM tensor over the same memory (made once)."""
+        if self._device is None:
+            import tvm
+
+            self._device = tvm.runtime.from_dlpack(self.torch)
+        return self._device
+
+
+class Arena:
+    """The buffers of one round, sized up front from its recorded (block, depth) groups."""
+
+    def __init__(self, groups: Iterable[tuple[Any, int]]) -> None:
+        """`groups`: (block, number of calls) for every group the round will launch."""
+        rows: dict[ArgSpec, int] = {}
+        for block, n in groups:
+            for spec in block.out_specs:
+                rows[spec] = rows.get(spec, 0) + n
+        self.buffers = {
+            spec: Buffer(torch.empty((n, *spec.shape[1:]), dtype=spec.dtype))
+            for spec, n in rows.items()
+        }
+        self.used = dict.fromkeys(rows, 0)
+
+    def place(self, spec: ArgSpec, n: int) -> tuple[Buffer, int]:
+        """Reserve `n` rows for one output of a launch: the buffer and the first row."""
+        first = self.used[spec]
+        self.used[spec] = first + n
+        return self.buffers[spec], first
