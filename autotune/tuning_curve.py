@@ -129,7 +129,10 @@ def plot_curves(logs: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
         ax.set_ylabel("best latency (ms)")
         ax.set_yscale("log")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.lines:
+            ax.legend(fontsize=8)
+        else:  # a task the budget never reached
+            ax.text(0.5, 0.5, "not tuned", ha="center", va="center", transform=ax.transAxes)
     for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
     fig.suptitle(", ".join(sorted(graphs)) + ": best latency vs trials")

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -324,11 +325,13 @@ def test_plot_overlays_logs_of_several_runs(tmp_path):
             for n, t in ((1, "matmul"), (2, "exp"), (3, "matmul"), (4, "matmul"))
         ]
         return {"graph": "g", "cost_model": cost_model, "curve": points,
-                "tasks": [{"name": "matmul"}, {"name": "exp"}]}  # fmt: skip
+                "tasks": [{"name": "matmul"}, {"name": "exp"}, {"name": "untuned"}]}  # fmt: skip
 
-    path = plot_curves([log("ember", 1.0), log("xgb", 2.0)], tmp_path / "curve.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a task panel without trials once warned: empty legend
+        path = plot_curves([log("ember", 1.0), log("xgb", 2.0)], tmp_path / "curve.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert path.stat().st_size > 10_000  # three panels with two curves each, not an empty canvas
+    assert path.stat().st_size > 10_000  # panels with two curves each, not an empty canvas
 
 
 def test_cli_compare_needs_a_tune_log(tmp_path, capsys):
