@@ -41,7 +41,8 @@ class QuantConfig:
     int8). method: "smoothquant" / "awq" / "atom" (calibrated, the default) or "rtn" (plain
     round-to-nearest). calibration: a `.npz` path, or a list of input tuples (numpy or torch);
     None draws `random_batches` random inputs, with a warning that real data is better.
-    alpha: SmoothQuant's migration strength. outliers: Atom's int8 channels.
+    alpha: SmoothQuant's migration strength. outliers: Atom's int8 channels. fuse: fuse each
+    activation's producer (norm, SiLU gating) into its dynamic quantization (`fuse-quantize`).
     """
 
     scheme: str = "w8a8"
@@ -51,6 +52,7 @@ class QuantConfig:
     alpha: float = 0.5
     outliers: int = 128
     random_batches: int = 4
+    fuse: bool = True
 
     def __post_init__(self) -> None:
         if self.scheme not in SCHEMES:
@@ -112,6 +114,8 @@ def quantize_graph(g: Any, config: QuantConfig) -> Any:
     if config.resolved_method != "rtn":
         activations = calibrate(g, _calibration_batches(g, config))
     quantized = PASSES[pass_name](g, activations=activations, **config.pass_options)
+    if config.fuse:
+        quantized = PASSES["fuse-quantize"](quantized)
     log.info(
         "%s (%s): %d -> %d nodes",
         pass_name,

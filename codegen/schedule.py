@@ -14,6 +14,7 @@ def default_schedule_rules(target: dict[str, Any]) -> list[Any]:
     if target["kind"] == "llvm":
         from ember.codegen.cpu_elementwise import Elementwise
         from ember.codegen.cpu_fallback import Fallback
+        from ember.codegen.cpu_fused_quantize import FusedQuantize
         from ember.codegen.cpu_gemv import GEMV
         from ember.codegen.cpu_int8_gemm import Int8Gemm
         from ember.codegen.cpu_matmul import Matmul
@@ -22,7 +23,16 @@ def default_schedule_rules(target: dict[str, Any]) -> list[Any]:
 
         # GEMV takes matrix-vector products with a contiguous reduction (x @ W.T, M=1), which
         # Matmul would first transpose; dlight's cpu.Reduction is slower here than RowReduction.
-        # quantized matmuls first: they would otherwise match the generic rules
-        return [Int8Gemm(), Int4Gemm(), GEMV(), Matmul(), Elementwise(), RowReduction(), Fallback()]
+        # quantized kernels first: they would otherwise match the generic rules
+        return [
+            FusedQuantize(),
+            Int8Gemm(),
+            Int4Gemm(),
+            GEMV(),
+            Matmul(),
+            Elementwise(),
+            RowReduction(),
+            Fallback(),
+        ]
     gpu = dlight.gpu
     return [gpu.Matmul(), gpu.GEMV(), gpu.Reduction(), gpu.GeneralReduction(), gpu.Fallback()]

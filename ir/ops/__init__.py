@@ -14,6 +14,7 @@ from ember.ir.ops.nn import *  # noqa: F403
 from ember.ir.ops.packed import *  # noqa: F403
 from ember.ir.ops.pool import *  # noqa: F403
 from ember.ir.ops.quant import *  # noqa: F403
+from ember.ir.ops.quant_fused import *  # noqa: F403
 from ember.ir.ops.quant_shared import *  # noqa: F403
 from ember.ir.ops.reduce import *  # noqa: F403
 from ember.ir.ops.shape import *  # noqa: F403
