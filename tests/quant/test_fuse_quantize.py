@@ -180,3 +180,27 @@ def test_quantized_block_fuses_exports_and_runs(tmp_path, scheme):
     )
     subprocess.run([sys.executable, "-c", code], check=True)
     np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), out)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scheme", ["w8a8", "w4a4"])
+def test_tiny_llama_fused_equals_unfused(scheme):
+    """transformers' Llama (zoo, hidden 128, 2 layers): every norm and SiLU gating is fused
+    (2 norms and 1 gating per layer, the final norm: 7 producers); o_proj's input (attention)
+    keeps quantize_rows; logits equal the unfused build's."""
+    from examples.zoo import build as zoo
+
+    model = zoo("llama")[0]
+    generator = torch.Generator().manual_seed(1)
+    ids = torch.randint(0, 512, (2, 16), generator=generator)
+    calibration = [(torch.randint(0, 512, (2, 16), generator=generator),) for _ in range(2)]
+    logits, counts = {}, {}
+    for fuse in (True, False):
+        config = ember.QuantConfig(scheme, calibration=calibration, fuse=fuse)
+        compiled = ember.compile(model, (ids,), quantize=config, cache=False)
+        counts[fuse] = compiled.programs[0].graph.op_histogram()
+        logits[fuse] = compiled(ids).logits.numpy()
+    assert counts[True]["fused_quantize_rows"] == 7
+    heads = 2 if scheme == "w4a4" else 1  # Atom: int4 channels and int8 outliers
+    assert counts[True]["quantize_rows"] == 2 * heads  # o_proj, per layer
+    np.testing.assert_allclose(logits[True], logits[False], rtol=1e-4, atol=1e-4)
