@@ -2,13 +2,16 @@
 weights) with a KV cache; ember.llm against transformers eager (its DynamicCache) and
 torch.compile of the same eager step, all measured in one run, with ratios.
 
-    python -m benchmarks.decode            # reduced grid: batch 1, 8 x KV 128, 512
+    python -m benchmarks.decode            # reduced grid: batch 1, 8 x KV 512
     python -m benchmarks.decode --full     # batch 1, 4, 16, 64 x KV 128, 512, 1024, 2048
 
 Cases: `step` is one decode step (one new token per row) with KV cached tokens; `generate` is
 tokens/s of greedy generation (prefill excluded) from a 120-token prompt. Every implementation's
-logits are checked against eager before timing. FlashDecoding++'s flat-GEMM and asynchronous
-softmax rewrites are not implemented yet (docs/llm.md): ember runs without them.
+logits are checked against eager before timing. ember runs in four variants: both FlashDecoding++
+rewrites (`ember`), flat GEMM alone (`ember-flat`), asynchronous softmax alone (`ember-async`) and
+neither (`ember-none`); the ember cache is filled from transformers' prefill (no prefill builds).
+`kernels` rows split each variant's decode step by kernel (VM profile): attention-only (softmax,
+attention matmuls, cache concatenation, async_softmax) and linear-only (packed_matmul, flat GEMM).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import functools
 import time
 from typing import Any
 
+import numpy as np
 import torch
 
 from benchmarks._harness import Row, Stats, compare, environment, print_table, write_jsonl
@@ -58,18 +62,48 @@ def _eager_step(model: Any, batch: int, kv: int) -> tuple[Any, Any]:
         cache.crop(-1)  # drop the step's token: every call sees `kv` cached tokens
         return out.logits[:, -1]
 
-    return step, (ids, token)
+    return step, (cache, token)
 
 
-def _ember_step(engine: Any, prompt: Any, token: Any) -> Any:
-    """The same decode step through ember.llm: the cache filled by ember's own prefill."""
-    batch, kv = prompt.shape
+VARIANTS = {
+    "ember": {"flat_gemm": True, "async_softmax": True},
+    "ember-flat": {"flat_gemm": True, "async_softmax": False},
+    "ember-async": {"flat_gemm": False, "async_softmax": True},
+    "ember-none": {"flat_gemm": False, "async_softmax": False},
+}
+
+
+def _ember_step(engine: Any, eager_cache: Any, token: Any) -> Any:
+    """The same decode step through ember.llm, its cache filled from transformers' prefill."""
+    batch = token.shape[0]
+    kv = eager_cache.get_seq_length()
     cache = engine.new_cache(batch)
-    mask = torch.ones((batch, kv), dtype=torch.int64)
-    engine.step(prompt, mask.cumsum(-1) - 1, mask, cache)
+    for i, layer in enumerate(eager_cache.layers):
+        cache[2 * i][:, :, :kv] = layer.keys[:, :, :kv]
+        cache[2 * i + 1][:, :, :kv] = layer.values[:, :, :kv]
     full = torch.ones((batch, kv + 1), dtype=torch.int64)
     position = torch.full((batch, 1), kv)
     return lambda: engine.step(token, position, full, cache)
+
+
+def _split(engine: Any, batch: int, fn: Any, calls: int = 5) -> dict[str, float]:
+    """Median seconds of attention and linear kernels in one decode step (VM profile)."""
+    from ember.runtime.library import ffi
+    from ember.runtime.profiling import profile_call
+
+    program = engine.programs[(batch, 0)]
+    samples: dict[str, list[float]] = {"attention": [], "linear": []}
+    for _ in range(calls):
+        rows = profile_call(program.executor.vm, ffi(), fn)
+        linear = [r for r in rows if "packed_matmul" in r.name or "flat_gemm" in r.name]
+        attention = [
+            r
+            for r in rows
+            if any(key in r.name for key in ("softmax", "concat", "matmul")) and r not in linear
+        ]
+        samples["linear"].append(sum(r.total_ms for r in linear) / 1e3)
+        samples["attention"].append(sum(r.total_ms for r in attention) / 1e3)
+    return {part: float(np.median(seconds)) for part, seconds in samples.items()}
 
 
 def step_rows(model: Any, batches: list[int], kvs: list[int], repeat: int) -> list[Row]:
@@ -78,13 +112,17 @@ def step_rows(model: Any, batches: list[int], kvs: list[int], repeat: int) -> li
     rows = []
     compiled = torch.compile(model)
     for kv in kvs:
-        engine = ember.llm.compile(model, max_length=kv + 8, flat_gemm=False, async_softmax=False)
+        engines = {
+            name: ember.llm.compile(model, max_length=kv + 8, **flags)
+            for name, flags in VARIANTS.items()
+        }
         for batch in batches:
-            eager, (prompt, token) = _eager_step(model, batch, kv)
-            ember_fn = _ember_step(engine, prompt, token)
+            eager, (cache, token) = _eager_step(model, batch, kv)
             want = eager()
-            torch.testing.assert_close(ember_fn(), want, atol=1e-3, rtol=1e-3)
-            fns = {"eager": eager, "ember": ember_fn}
+            fns = {"eager": eager}
+            for name, engine in engines.items():
+                fns[name] = _ember_step(engine, cache, token)
+                torch.testing.assert_close(fns[name](), want, atol=1e-3, rtol=1e-3)
             try:
                 torch.testing.assert_close(eager(compiled), want, atol=1e-3, rtol=1e-3)
                 fns["torch.compile"] = functools.partial(eager, compiled)
@@ -92,14 +130,29 @@ def step_rows(model: Any, batches: list[int], kvs: list[int], repeat: int) -> li
                 print(f"torch.compile failed at batch {batch}, KV {kv}: {type(err).__name__}")
             stats = compare(fns, warmup=2, repeat=repeat, budget_s=20)
             rows.append(Row("step", f"batch={batch} kv={kv}", stats))
+            split = {n: _split(e, batch, fns[n]) for n, e in engines.items()}
+            for part in ("attention", "linear"):
+                kernels = {n: Stats.of([seconds[part]]) for n, seconds in split.items()}
+                rows.append(Row(f"{part}-only", f"batch={batch} kv={kv}", kernels))
+            _ratios(stats)
     return rows
+
+
+def _ratios(stats: dict[str, Stats]) -> None:
+    """The issue's goals: ember over ember without rewrites and over the best peer."""
+    ember = stats["ember"].median_ms
+    peers = [stats[n].median_ms for n in ("eager", "torch.compile") if n in stats]
+    print(
+        f"  ember vs ember-none {stats['ember-none'].median_ms / ember:.2f}x, "
+        f"vs best peer {min(peers) / ember:.2f}x"
+    )
 
 
 def generate_row(model: Any, batch: int, new_tokens: int) -> Row:
     import ember.llm
 
     prompt = torch.randint(0, CONFIG["vocab_size"], (batch, 120))
-    engine = ember.llm.compile(model, max_length=128 + new_tokens)
+    engine = ember.llm.compile(model, max_length=128 + new_tokens)  # both rewrites
     engine.generate(prompt, max_new_tokens=2)  # builds the programs
     got = engine.generate(prompt, max_new_tokens=new_tokens)
     ember_s = engine.stats.decode_seconds / engine.stats.decode_steps
@@ -121,7 +174,7 @@ def main() -> None:
     parser.add_argument("--kvs", help="comma-separated KV lengths (overrides the grid)")
     parser.add_argument("--repeat", type=int, default=20)
     args = parser.parse_args()
-    batches, kvs = ([1, 4, 16, 64], [128, 512, 1024, 2048]) if args.full else ([1, 8], [128, 512])
+    batches, kvs = ([1, 4, 16, 64], [128, 512, 1024, 2048]) if args.full else ([1, 8], [512])
     batches = [int(b) for b in args.batches.split(",")] if args.batches else batches
     kvs = [int(k) for k in args.kvs.split(",")] if args.kvs else kvs
     torch.set_num_threads(2)

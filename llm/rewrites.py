@@ -1,5 +1,5 @@
 """FlashDecoding++'s rewrites applied to a captured step: asynchronous softmax (phi calibrated
-once per engine from a sample prefill through the reference interpreter) and flat GEMM (its
+once per engine from a prefill of random tokens through the reference interpreter) and flat GEMM (its
 dispatch table profiled once per engine for the model's (N, K) shapes)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from ember.ir import Graph
 
 __all__ = ["CALIBRATION_TOKENS", "apply_rewrites"]
 
-CALIBRATION_TOKENS = 32  # the sample prompt phi is calibrated on (random token ids, fixed seed)
+CALIBRATION_TOKENS = 32  # the prompt phi is calibrated on when the first step built is a decode
 
 
 def apply_rewrites(graph: Graph, model: Any, options: dict[str, Any]) -> Graph:
@@ -23,7 +23,7 @@ def apply_rewrites(graph: Graph, model: Any, options: dict[str, Any]) -> Graph:
         from ember.passes.async_softmax import async_softmax
 
         if "phi" not in options:
-            options["phi"] = calibrate(model, options)
+            options["phi"] = calibrate(graph, model, options)
         graph = async_softmax(graph, phi=options["phi"])
     if options.get("flat_gemm") and options.get("weights") is None:  # quantized: int kernels
         from ember.codegen.flat_gemm import PROFILE_ROWS, profile_dispatch
@@ -38,20 +38,29 @@ def apply_rewrites(graph: Graph, model: Any, options: dict[str, Any]) -> Graph:
     return graph
 
 
-def calibrate(model: Any, options: dict[str, Any]) -> tuple[float, ...]:
-    """phi per layer from the softmax inputs of a prefill of CALIBRATION_TOKENS random tokens,
-    run through ember's reference interpreter."""
+def calibrate(graph: Graph, model: Any, options: dict[str, Any]) -> tuple[float, ...]:
+    """phi per layer from the softmax inputs of a prefill of random tokens (fixed seed) run
+    through ember's reference interpreter: `graph` itself when it is a prefill (inputs ids,
+    positions, mask), else a prefill of CALIBRATION_TOKENS captured for it."""
+    from ember.passes.async_softmax import calibrate_phi
+
+    if len(graph.inputs) != 3:  # a decode step (it reads cache buffers too)
+        graph = _prefill(model, options)
+    batch, length = (int(d) for d in graph.inputs[0].type.shape)
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, model.config.vocab_size, (batch, length))
+    positions = np.broadcast_to(np.arange(length), (batch, length)).copy()
+    return calibrate_phi(graph, [[ids, positions, np.ones((batch, length), np.int64)]])
+
+
+def _prefill(model: Any, options: dict[str, Any]) -> Graph:
     import torch
 
     from ember.frontend.torch import import_module
     from ember.llm.decoder import DecoderStep
     from ember.passes import run_pipeline
-    from ember.passes.async_softmax import calibrate_phi
 
-    generator = torch.Generator().manual_seed(0)
-    ids = torch.randint(0, model.config.vocab_size, (1, CALIBRATION_TOKENS), generator=generator)
-    mask = torch.ones_like(ids)
-    inputs = (ids, mask.cumsum(-1) - 1, mask)
-    graph, _ = run_pipeline(import_module(DecoderStep(model, past=False), inputs).graph,
-                            options["passes"])  # fmt: skip
-    return calibrate_phi(graph, [[np.asarray(t) for t in inputs]])
+    ids = torch.zeros((1, CALIBRATION_TOKENS), dtype=torch.int64)
+    inputs = (ids, ids.clone(), torch.ones_like(ids))
+    step = DecoderStep(model, past=False)
+    return run_pipeline(import_module(step, inputs).graph, options["passes"])[0]
