@@ -118,6 +118,32 @@ def test_fused_kernel_equals_unfused(producer):
     _assert_close(_run(fused, inputs), list(reference))
 
 
+@pytest.mark.parametrize("producer", ["rms_norm", "silu_mul"])
+def test_kernel_is_row_parallel_with_row_buffers(producer):
+    """The scheduled kernel is one parallel loop over rows, and every intermediate buffer (row
+    statistics, each head's row, partial maxima) is allocated inside it with one row."""
+    import tvm
+    from tvm import s_tir
+
+    from ember.codegen.cpu_fused_quantize import FusedQuantize
+    from ember.codegen.lower import to_relax
+
+    target = tvm.target.Target(TARGET)
+    with target:
+        mod = to_relax(PASSES["fuse-quantize"](_graph(producer)))
+    (func,) = (f for gv, f in mod.functions.items() if gv.name_hint == "fused_quantize_rows")
+    sch = FusedQuantize().schedule(s_tir.Schedule(func), target)
+    assert sch is not None
+    lowered = s_tir.transform.LowerInitBlock()(sch.mod)
+    lowered = s_tir.transform.PlanAndUpdateBufferAllocationLocation()(lowered)
+    lowered = s_tir.transform.ConvertBlocksToOpaque()(lowered)
+    text = s_tir.transform.CompactBufferAllocation()(lowered).script()
+    body = text[text.index("T.parallel(T.int64(16))") :]
+    allocations = [line for line in text.splitlines() if "alloc_buffer" in line]
+    assert allocations
+    assert all(line in body and "((T.int64(1)," in line for line in allocations)
+
+
 def test_unfusable_producers_are_left_alone():
     """A norm whose output also feeds something else is written anyway; the SiLU gating's
     row block takes column ranges, not gathers."""
