@@ -4,29 +4,28 @@ prefill shapes, plus a GEMV whose fp32 weight (N=K=8192: 268 MB) exceeds the 105
 Llama (hidden 1024, 4 layers, 268 MB of fp32 weights) on 4 tokens (no KV cache: a decode-like
 step of M=4 rows) and on 128 tokens (prefill).
 
-    python benchmarks/quant_speed.py                      # all of it
-    python benchmarks/quant_speed.py --m 1,128 --nk 1024 --gemv-nk 0 --no-model  # fewer
+    python -m benchmarks.quant_speed                      # all of it
+    python -m benchmarks.quant_speed --m 1,128 --nk 1024 --gemv-nk 0 --no-model  # fewer
+    python -m benchmarks.quant_speed --no-gemm            # the Llama only
 
 Each case checks every output against fp32 before timing (relative error printed) and prints
 the weight bytes each scheme stores. GEMM cases use round-to-nearest weights (calibration does
 not change a kernel's speed); the model uses each scheme's calibrated method (SmoothQuant, AWQ,
-Atom: their activation scaling and reordering cost time) on one random batch.
+Atom: their activation scaling and reordering cost time) on one random batch; W8A8 and W4A4 also
+unfused (QuantConfig(fuse=False): `quantize_rows` kernels after the norms and the SiLU gating
+instead of `fused_quantize_rows`), with the unfused/fused time ratio.
 Results: bench-results/quant_speed.jsonl.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(__file__))
-from _harness import Row, compare, environment, print_table, write_jsonl
-
+from benchmarks._harness import Row, compare, environment, print_table, write_jsonl
 from ember.codegen.build import build
 from ember.ir import Builder
 from ember.ir.ops import MatMul
@@ -119,17 +118,27 @@ def _model_case(model: torch.nn.Module, tokens: int) -> tuple[Row, dict[str, flo
     dynamic = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
     runs = {"torch fp32": lambda: model(ids), "torch dyn-int8": lambda: dynamic(ids)}
     info: dict[str, float] = {}
-    for scheme in ("fp32", *SCHEMES):
-        config = None if scheme == "fp32" else ember.QuantConfig(scheme, calibration=calibration)
+    # "unfused": dynamic activation quantization as its own kernel after the norm / SiLU gating
+    variants = [("fp32", True), *((s, True) for s in SCHEMES), ("w8a8", False), ("w4a4", False)]
+    for scheme, fuse in variants:
+        config = None
+        if scheme != "fp32":
+            config = ember.QuantConfig(scheme, calibration=calibration, fuse=fuse)
+        name = f"ember {scheme}" + ("" if fuse else " unfused")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             compiled = ember.compile(model, (ids,), cache=False, quantize=config)
-        info[f"bytes {scheme}"] = sum(a.nbytes for a in compiled.programs[0].graph.consts.values())
-        info[f"ember {scheme}"] = _rel(compiled(ids).logits.numpy(), exact)
-        runs[f"ember {scheme}"] = lambda compiled=compiled: compiled(ids)
+        if fuse:
+            consts = compiled.programs[0].graph.consts.values()
+            info[f"bytes {scheme}"] = sum(a.nbytes for a in consts)
+        info[name] = _rel(compiled(ids).logits.numpy(), exact)
+        runs[name] = lambda compiled=compiled: compiled(ids)
     with torch.no_grad():
         info["torch dyn-int8"] = _rel(dynamic(ids).logits.numpy(), exact)
         stats = compare(runs, warmup=2, repeat=10, budget_s=5.0)
+    for scheme in ("w8a8", "w4a4"):
+        fused, unfused = stats[f"ember {scheme}"], stats[f"ember {scheme} unfused"]
+        info[f"{scheme} unfused/fused"] = unfused.median_ms / fused.median_ms
     return Row("llama", f"tokens={tokens}", stats, extra=info), info
 
 
@@ -139,10 +148,13 @@ def main() -> None:
     parser.add_argument("--nk", default="1024,4096")
     parser.add_argument("--gemv-nk", type=int, default=8192, help="M=1 GEMV beyond L3; 0: skip")
     parser.add_argument("--no-model", action="store_true", help="skip the whole-model cases")
+    parser.add_argument("--no-gemm", action="store_true", help="only the whole-model cases")
     args = parser.parse_args()
     torch.set_num_threads(2)
     rng = np.random.default_rng(0)
     shapes = [(m, nk) for nk in map(int, args.nk.split(",")) for m in map(int, args.m.split(","))]
+    if args.no_gemm:
+        shapes, args.gemv_nk = [], 0
     rows = []
     for m, nk in shapes + ([(1, args.gemv_nk)] if args.gemv_nk else []):
         row, info = _case(m, nk, rng)
