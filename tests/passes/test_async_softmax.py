@@ -15,6 +15,7 @@ from ember.api import compile_graph  # noqa: E402
 from ember.codegen.async_softmax import HIGH, LOW, kernels  # noqa: E402
 from ember.ir import Builder, interpret  # noqa: E402
 from ember.ir.ops import AsyncAttention  # noqa: E402
+from ember.ir.serialize import from_json, to_json  # noqa: E402
 from ember.passes.async_softmax import async_softmax, attention_sites, calibrate_phi  # noqa: E402
 
 B, H, KVH, N, D = 2, 4, 2, 2, 32
@@ -91,6 +92,7 @@ def test_pass_rewrites_every_layer_of_a_llama_step(past):
     assert sum(isinstance(op, AsyncAttention) for op in ops) == layers
     assert [op.phi for op in ops if isinstance(op, AsyncAttention)] == list(phi)
     assert not any(op.name == "softmax" for op in ops)
+    assert [n.op for n in from_json(to_json(rewritten)).nodes] == ops
     assert all(op.parts == (2 if past else 1) for op in ops if isinstance(op, AsyncAttention))
     for want, got in zip(interpret(graph, *inputs), interpret(rewritten, *inputs), strict=True):
         np.testing.assert_allclose(got, want, atol=1e-5)

@@ -13,6 +13,7 @@ from ember.api import compile_graph
 from ember.codegen.flat_gemm import kernels, tables_from_times
 from ember.ir import Builder, interpret
 from ember.ir.ops import FlatMatMul, dispatch_kernel, pack_panels
+from ember.ir.serialize import from_json, to_json
 from ember.passes.flat_gemm import flat_gemm, linear_shapes
 
 
@@ -57,6 +58,7 @@ def test_pass_rewrites_small_m_linears_and_export_keeps_the_table(tmp_path):
     table = ((1, "gemv"), (8, "flat"), (64, "gemm"))
     rewritten = flat_gemm(graph, dispatch={(64, 32): table})
     assert [n.op.dispatch for n in rewritten.nodes if isinstance(n.op, FlatMatMul)] == [table]
+    assert [n.op for n in from_json(to_json(rewritten)).nodes] == [n.op for n in rewritten.nodes]
     data = rng.standard_normal((2, 1, 32)).astype(np.float32)
     program = compile_graph(rewritten, "llvm", (), cache=False)
     np.testing.assert_allclose(program.run([data])[0].numpy(), data @ w.T, rtol=1e-5, atol=1e-4)
