@@ -12,8 +12,9 @@ import torch
 import torch.utils._pytree as pytree
 
 from ember.autobatch.errors import AutobatchError
-from ember.autobatch.kernel import ArgKind, ArgSpec, Kernel, build_kernel
+from ember.autobatch.kernel import ArgKind, ArgSpec, Kernel, arg_spec, build_kernel
 from ember.autobatch.lazy import LazyValue
+from ember.autobatch.runtime import active_runtime
 
 __all__ = ["Block", "block"]
 
@@ -40,8 +41,6 @@ class Block:
         return f"ab.block({self.name})"
 
     def __call__(self, *args: Any) -> Any:
-        from ember.autobatch.runtime import active_runtime
-
         runtime = active_runtime()
         if runtime is None:
             return self.fn(*args)
@@ -58,8 +57,8 @@ class Block:
         if len(args) != len(specs):
             return False
         for a, s in zip(args, specs, strict=True):
-            if isinstance(a, LazyValue):
-                if a.spec is not s and a.spec != s:
+            if a.__class__ is LazyValue:
+                if a.spec is not s:  # specs are interned (arg_spec)
                     return False
             elif not isinstance(a, torch.Tensor) or a.dtype != s.dtype or a.shape != s.shape:
                 return False
@@ -69,7 +68,7 @@ class Block:
         if isinstance(a, LazyValue):
             return a.spec
         if isinstance(a, torch.Tensor):
-            return ArgSpec(tuple(a.shape), a.dtype)
+            return arg_spec(tuple(a.shape), a.dtype)
         raise AutobatchError(
             f"block {self.name}: argument {i} is a {type(a).__name__}; blocks take tensors only "
             f"(make Python values tensors, or close over them in the module)"
@@ -98,7 +97,7 @@ class Block:
                 f"block {self.name} returned {type(out).__name__} holding {bad or 'no tensors'}; "
                 f"a block must return a tensor or a tuple of tensors"
             )
-        self.out_specs = tuple(ArgSpec(tuple(x.shape), x.dtype) for x in leaves)
+        self.out_specs = tuple(arg_spec(tuple(x.shape), x.dtype) for x in leaves)
         if not all(s.batchable for s in self.out_specs):
             raise AutobatchError(
                 f"block {self.name} returned {[str(s) for s in self.out_specs]}; each output "
@@ -146,9 +145,10 @@ class Block:
     def wrap(self, call: Any, depth: int, round_: int) -> Any:
         """The call's outputs as LazyValues, in the structure the block returns."""
         values = [LazyValue(call, i, s, depth, round_) for i, s in enumerate(self.out_specs)]
-        if self._out_form is tuple:
+        form = self._out_form
+        if form is tuple:
             return tuple(values)
-        if self._out_form is LazyValue:
+        if form is LazyValue:
             return values[0]
         return pytree.tree_unflatten(values, self.out_tree)
 

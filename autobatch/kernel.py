@@ -7,6 +7,7 @@ tensor), exported with a symbolic `batch` dim by ember's torch frontend and buil
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +16,7 @@ import torch
 
 from ember.autobatch.errors import AutobatchError
 
-__all__ = ["ArgKind", "ArgSpec", "Kernel", "build_kernel"]
+__all__ = ["ArgKind", "ArgSpec", "Kernel", "arg_spec", "build_kernel"]
 
 _MAX_ROWS = 1 << 24
 
@@ -43,6 +44,13 @@ class ArgSpec:
 
     def __str__(self) -> str:
         return f"{str(self.dtype).removeprefix('torch.')}{list(self.shape)}"
+
+
+@functools.cache
+def arg_spec(shape: tuple[int, ...], dtype: torch.dtype) -> ArgSpec:
+    """The one ArgSpec object for (shape, dtype): equal specs are identical, so the signature
+    check of every recorded call compares identities."""
+    return ArgSpec(shape, dtype)
 
 
 class _Batched(torch.nn.Module):
