@@ -11,8 +11,8 @@ tokens: the concatenation is never materialized) cut into chunks of `chunk` toke
   synchronization on a running max: phi is a per-layer constant.
 - `combine`: per row (b, h, n), adds the chunks up and divides. A row whose max x - phi leaves
   [LOW, HIGH] (e^(x - phi) could overflow, or every term underflow) is recomputed with the
-  standard synchronized softmax (max pass, then sum and weighted sum), so results are always
-  right.
+  standard softmax: e^(x - row max) (the exact row max, from the chunks' maxima), summed and
+  weighted in one more pass over the row's keys and values, so results are always right.
 
 Both kernels are written in TIR directly (the fallback is a data-dependent branch, which TE
 cannot express) and marked scheduled; `kernels(target)` picks the CPU or the CUDA version.
@@ -33,6 +33,7 @@ HIGH = 60.0
 LOW = -60.0
 
 _SCHEDULED = {"tirx.is_scheduled": True, "tirx.noalias": True}
+THREADS = 64  # GPU threads per block
 
 
 @dataclass(frozen=True)
@@ -73,9 +74,6 @@ def kernels(sizes: dict[str, Any], scale: float, phi: float, target: str) -> tup
     return _partial(shape, scale, phi, cuda), _combine(shape, scale, phi, cuda)
 
 
-THREADS = 64  # GPU threads per block
-
-
 def _lanes(dim: int) -> int:
     return next(w for w in (16, 8, 4, 2, 1) if dim % w == 0)
 
@@ -94,12 +92,10 @@ def _buffers(s: AttentionShape) -> dict[str, tuple[int, ...]]:
 
 
 def _macros(s: AttentionShape, scale: float, cuda: bool) -> tuple[Any, Any]:
-    """(score, accumulate): TIR macros shared by the kernels.
-
-    score: stat[2] = scale * q[b, h, n] . k[t] + bias[.., t_bias], the dot product in L-lane
-    vectors. accumulate: for `count` tokens from `start`, stat[2] = e^(score - shift) summed into
-    stat[0], times v into acc, and stat[1] = max(stat[1], score) when `track_max`.
-    """
+    """(vector, accumulate): the inner loops' kind (vectorized on CPUs) and a TIR macro shared by
+    the kernels: for `count` tokens from `start` of a part, the score x = scale * q . k + bias
+    (the dot product in L-lane vectors, into stat[2]), stat[1] = max(stat[1], x) when `track`,
+    stat[0] += e^(x - shift) and acc += e^(x - shift) * v."""
     D, G, HB = s.dim, s.heads // s.kv_heads, s.bias_heads
     L = 1 if cuda else _lanes(D)
     vector = T.serial if cuda else T.vectorized
