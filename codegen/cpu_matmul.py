@@ -82,6 +82,13 @@ class Matmul(CPURule):
             # sees whole tiles (folding it into a predicated store loses the column bound)
             sch.pad_einsum(main, [1, mr, nr, 1])
         done = set()
+        if ragged_i and not isinstance(extent(sch, sch.get_loops(main)[1]), int):
+            # a symbolic M (a dynamic batch): A is copied once into its zero-padded buffer, else
+            # every A load in the inner loop checks its row against M
+            a_pad = _producer_of(sch, main, 0)
+            _inline_producers(sch, a_pad)
+            done.add(sch.get(a_pad).name_hint)
+            schedule_spatial_block(sch, a_pad, target)
         if pack:
             b_name = sch.get(b_copy).name_hint
             b_pack = _producer_of(sch, main, 1)

@@ -129,6 +129,23 @@ def test_linear_with_symbolic_rows(rng, length):
     _check(g, rng.standard_normal((2, length, 64)).astype(np.float32))
 
 
+def test_symbolic_rows_matmul_pads_a_once_and_keeps_its_compute_scope(rng):
+    """A dynamic-batch matmul: A is zero-padded by its own block (no row check in the inner
+    loop), and the build keeps the kernels' noalias compute scopes although the module holds
+    VMShapeLower's shape function (without them the accumulators are stored every k step)."""
+    g = _linear((sym("batch"), 64), 64, 40, rng, epilogue=True)
+    (func,) = [f for f in _fused(g) if "matmul" in f.script()]
+    sch = Matmul().apply(func, tvm.target.Target(host_cpu()), False)
+    names = {sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))}
+    assert any(name.endswith("_reindex_pad") for name in names)
+    assert "if_then_else" not in str(sch.get(sch.get_sblock("matmul_update")))
+    executable = build(g, "llvm").executable
+    asm = executable.mod.imports[0].inspect_source("asm")
+    assert "fused_matmul" in asm or "fused_packed_matmul" in asm
+    assert "_compute_:" in asm
+    _check(g, rng.standard_normal((13, 64)).astype(np.float32))
+
+
 def test_batch_matmul_broadcasts_batch_dims(rng):
     b = Builder()
     x, y = b.input((2, 3, 17, 32), "float32", "x"), b.input((3, 32, 40), "float32", "y")
