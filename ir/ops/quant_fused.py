@@ -5,8 +5,9 @@
 
 `passes/fuse_quantize.py` rewrites producer => [gather | slice] => [pad] => `quantize_rows`
 chains into it. The float activation never reaches memory: codegen's `FusedQuantize` rule
-(`codegen/cpu_fused_quantize.py`) computes a row of y in a row buffer, then every head's absmax,
-scale and levels from it, in parallel over rows. Heads are what the quantization passes emit per
+(`codegen/cpu_fused_quantize.py`) computes, in parallel over rows, a row's statistics (norms) or
+its SiLU gating, then each head's row (its columns of y) in a row buffer and that row's absmax,
+scales and levels. Heads are what the quantization passes emit per
 activation: one per matmul with SmoothQuant's own 1 / s (W8A8 q, k, v), Atom's int4 channels
 (reordered, zero-padded to whole groups) and its int8 outlier channels (W4A4).
 """
