@@ -16,7 +16,8 @@ Models:
 
 Every engine decodes the same prompts; tokens/s is decode tokens (all rows) per second of
 decoding (prefill excluded), the median of `--repeat` runs interleaved across engines. Ends with
-`qspec: speedup=S acceptance=A identical=B` for the trained model's best γ against W4A16 alone.
+`qspec: speedup=S acceptance=A identical=B` for the trained model's best γ against W4A16 alone
+(the wide model's with `--models wide`).
 """
 
 from __future__ import annotations
@@ -136,24 +137,26 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--train-steps", type=int, default=300)
-    parser.add_argument("--skip-wide", action="store_true", help="only the trained model")
+    parser.add_argument("--models", default="trained,wide", help="trained and/or wide")
     args = parser.parse_args()
     args.gammas = [int(g) for g in args.gammas.split(",")]
     torch.set_num_threads(2)
-    train, held = corpus()
-    rng = np.random.default_rng(2)
-    model = trained_llama(args.train_steps, train)
-    calibration = [(c[None, :-1],) for c in batches(train, 8, rng)]
-    prompt = batches(held, args.batch, rng)[:, :64]
-    summary = measure("trained byte-level Llama", model, prompt, calibration, args)
-    if not args.skip_wide:
+    summary = {}
+    if "wide" in args.models:
         import transformers
 
         torch.manual_seed(0)
         wide = transformers.LlamaForCausalLM(transformers.LlamaConfig(**WIDE)).eval()
-        wide_prompt = torch.randint(0, WIDE["vocab_size"], (args.batch, 64))
-        wide_calibration = [(torch.randint(0, WIDE["vocab_size"], (1, 64)),)]
-        measure("Llama hidden 1024 (random weights)", wide, wide_prompt, wide_calibration, args)
+        prompt = torch.randint(0, WIDE["vocab_size"], (args.batch, 64))
+        calibration = [(torch.randint(0, WIDE["vocab_size"], (1, 64)),)]
+        summary = measure("Llama hidden 1024 (random weights)", wide, prompt, calibration, args)
+    if "trained" in args.models:  # last: the summary line is the trained model's
+        train, held = corpus()
+        rng = np.random.default_rng(2)
+        model = trained_llama(args.train_steps, train)
+        calibration = [(c[None, :-1],) for c in batches(train, 8, rng)]
+        prompt = batches(held, args.batch, rng)[:, :64]
+        summary = measure("trained byte-level Llama", model, prompt, calibration, args)
     best = max(summary, key=lambda key: summary[key][0])
     speedup, acceptance, same = summary[best]
     print(f"(best: {best})")

@@ -145,6 +145,7 @@ class SpeculativeEngine(Engine):
         key = ("verify", batch, gamma + 1)
         if key not in self.speculative_programs:
             from ember.frontend.torch import import_module
+            from ember.llm.rewrites import apply_rewrites
             from ember.passes import run_pipeline
 
             step = VerifyStep(self.model)
@@ -152,6 +153,7 @@ class SpeculativeEngine(Engine):
             mask = torch.ones((batch, self.max_length + gamma + 1), dtype=torch.int64)
             inputs = (ids, ids.clone(), mask, *self.new_cache(batch))
             graph, _ = run_pipeline(import_module(step, inputs).graph, self.options["passes"])
+            graph = apply_rewrites(graph, self.model, self.options)  # as the decode step's
             options = {**self.options, "activation_bits": 16}
             self.speculative_programs[key] = self.options["weights"].compile(graph, options)
         return self.speculative_programs[key]
