@@ -126,6 +126,49 @@ def measure(name: str, model: Any, prompt: Any, calibration: list[Any], args: An
     return summary
 
 
+def kernels(rows_list: list[int], k: int = 1024, group: int = 128, repeat: int = 50) -> None:
+    """The two kernels over one packed K x K weight: W4A16 `int4_matmul` against QSPEC's W4A4
+    `int4_panel_group_matmul` (with its activation quantization), per row count."""
+    import tvm
+
+    from ember.codegen.build import build
+    from ember.ir import Builder
+    from ember.ir.ops import Int4MatMul, Int4PanelGroupMatMul, QuantizeRows
+    from ember.llm.quant import SharedWeights
+    from ember.runtime import Executor
+
+    rng = np.random.default_rng(0)
+    shared = SharedWeights(group)
+    shared.add("w", rng.standard_normal((k, k)).astype(np.float32), np.zeros(k // group, bool))
+    print(f"\nkernels, K = N = {k}, group {group} (median ms of {repeat}; 2 shared, loaded cores)")
+    print(f"{'rows':>5} {'w4a16':>8} {'w4a4':>8} {'w4a16/w4a4':>11}")
+    for rows in rows_list:
+        times = []
+        for draft in (False, True):
+            names = ["w.p", "w.s", "w.o"] + (["w.comp"] if draft else [])
+            b = Builder()
+            x = b.input((rows, k), "float32", "x")
+            weights = [b.input(shared.arrays[n].shape, shared.arrays[n].dtype) for n in names]
+            if draft:
+                xq, xs = b.emit_multi(QuantizeRows(bits=4, group_size=group), x)
+                b.output(b.emit(Int4PanelGroupMatMul(group_size=group), xq, xs, *weights))
+            else:
+                b.output(b.emit(Int4MatMul(group_size=group), x, *weights))
+            built = build(b.build(), {"kind": "llvm", "mcpu": "sapphirerapids", "num-cores": 2})
+            run = Executor(built.executable, target=built.target).run
+            args = [tvm.runtime.tensor(rng.standard_normal((rows, k)).astype(np.float32))]
+            args += [tvm.runtime.tensor(shared.arrays[n]) for n in names]
+            for _ in range(5):
+                run(args)
+            samples = []
+            for _ in range(repeat):
+                start = time.perf_counter()
+                run(args)
+                samples.append(time.perf_counter() - start)
+            times.append(float(np.median(samples)) * 1e3)
+        print(f"{rows:>5} {times[0]:8.3f} {times[1]:8.3f} {times[0] / times[1]:11.2f}")
+
+
 def _fp32_bytes(model: Any) -> int:
     return sum(m.weight.numel() * 4 for m in model.modules() if isinstance(m, nn.Linear))
 
@@ -137,11 +180,13 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--train-steps", type=int, default=300)
-    parser.add_argument("--models", default="trained,wide", help="trained and/or wide")
+    parser.add_argument("--models", default="kernels,trained,wide", help="kernels,trained,wide")
     args = parser.parse_args()
     args.gammas = [int(g) for g in args.gammas.split(",")]
     torch.set_num_threads(2)
     summary = {}
+    if "kernels" in args.models:
+        kernels([1, 8, 16, 64])
     if "wide" in args.models:
         import transformers
 
@@ -157,6 +202,8 @@ def main() -> None:
         calibration = [(c[None, :-1],) for c in batches(train, 8, rng)]
         prompt = batches(held, args.batch, rng)[:, :64]
         summary = measure("trained byte-level Llama", model, prompt, calibration, args)
+    if not summary:
+        return
     best = max(summary, key=lambda key: summary[key][0])
     speedup, acceptance, same = summary[best]
     print(f"(best: {best})")
