@@ -54,13 +54,14 @@ def _single_source(column: list[Any]) -> tuple[Buffer, list[int]] | None:
         return None
     buffer, _ = first.source()
     rows = []
-    for a in column:
+    for a in column:  # LazyValue.source() inlined: this runs for every argument of every call
         if a.__class__ is not LazyValue:
             return None
-        b, row = a.source()
+        call = a.call
+        b, first_row = call.outputs[a.slot]
         if b is not buffer:
             return None
-        rows.append(row)
+        rows.append(first_row + call.row)
     return buffer, rows
 
 
