@@ -11,10 +11,12 @@ function (which may call blocks) is left alone.
 from __future__ import annotations
 
 import ast
+import contextlib
 import inspect
 import logging
 import textwrap
 import types
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -43,6 +45,8 @@ def ghost(tree: Any, k: int) -> Any:
         runtime.stats.ghosts += 1
         return LazyValue(v.call, v.slot, v.spec, depth + k, runtime.round)
 
+    if tree.__class__ is LazyValue:
+        return pad(tree)
     return pytree.tree_map_only(LazyValue, pad, tree)
 
 
@@ -105,7 +109,24 @@ def _ghost_stmt(name: str, k: int) -> ast.stmt:
 
 
 def add_ghosts(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """`fn` recompiled with ghost ops in its unbalanced branches (or `fn` itself if none)."""
+    """`fn` recompiled with ghost ops in its unbalanced branches (or `fn` itself if none); made
+    once per function object (it closes over the same cells and globals on every run)."""
+    try:
+        return _PADDED[fn]
+    except (KeyError, TypeError):  # TypeError: not weak-referenceable (a builtin, a partial)
+        pass
+    padded = _add_ghosts(fn)
+    with contextlib.suppress(TypeError):
+        _PADDED[fn] = padded
+    return padded
+
+
+_PADDED: weakref.WeakKeyDictionary[Callable[..., Any], Callable[..., Any]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _add_ghosts(fn: Callable[..., Any]) -> Callable[..., Any]:
     from ember.autobatch.block import Block
 
     try:
