@@ -9,6 +9,7 @@ so they continue exactly where they stopped, with no threads or coroutines.
 from __future__ import annotations
 
 import contextvars
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,12 +85,14 @@ class Runtime:
 
     def flush(self) -> None:
         """Launch one batched kernel per (block, depth) group, shallowest first."""
+        start = time.perf_counter()
         groups = sorted(self.groups.items(), key=lambda item: item[0][1])
         self.groups = {}
         arena = Arena((block, len(calls)) for (block, _), calls in groups)
         for (block, _), calls in groups:
             launch(block, calls, self.options, self.stats, arena)
         self.round += 1
+        self.stats.launch_s += time.perf_counter() - start
 
     def run_instances(self, fn: Callable[[Any], Any], instances: list[_Instance]) -> None:
         pending = instances

@@ -5,6 +5,7 @@ outputs into the round's arena and hand every call its rows there."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +42,8 @@ class Stats:
     rows_out: int = 0  # output rows copied from the kernels into the arenas (contiguous)
     shared_args: int = 0  # arguments passed once for a whole group (taint)
     ghosts: int = 0  # values whose depth a ghost op padded
+    launch_s: float = 0.0  # wall time launching groups (arguments, kernels, output copies)
+    kernel_s: float = 0.0  # of which in the kernels (VM calls)
 
 
 def _idx(rows: list[int]) -> torch.Tensor:
@@ -125,7 +128,10 @@ def launch(block: Any, calls: list[Call], options: Options, stats: Stats, arena:
             inputs.extend(_batched_arg(column, spec, options, stats))
     if not any(k in (ArgKind.GATHER, ArgKind.BATCH) for k in kinds):
         _batch_first_shared(kinds, inputs, len(calls), options)
-    results = block.kernel(tuple(kinds), options.coarsen)(inputs)
+    kernel = block.kernel(tuple(kinds), options.coarsen)
+    start = time.perf_counter()
+    results = kernel(inputs)
+    stats.kernel_s += time.perf_counter() - start
     n = len(calls)
     outputs = []
     for spec, result in zip(block.out_specs, results, strict=True):

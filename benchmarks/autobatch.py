@@ -7,7 +7,7 @@ with each static optimization turned off, on three dynamic models (one run, rati
 
 Every implementation's outputs are checked against eager (1e-5) before timing. DyNet (PyPI
 `dynet38`, autobatch on, its own single-threaded CPU kernels) runs the same models with the same
-weights. Run: python benchmarks/autobatch.py [--quick]
+weights. Run: python benchmarks/autobatch.py [--quick | --breakdown]
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import statistics
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -257,6 +259,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="TreeLSTM only, no ablations")
     parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--breakdown", action="store_true",
+                        help="only split ember's TreeLSTM 64-tree time, DyNet alongside")  # fmt: skip
     args = parser.parse_args()
     torch.manual_seed(0)
     dy = _import_dynet()
@@ -264,6 +268,11 @@ def main() -> None:
 
     leaf, node = LeafCell(HIDDEN).eval(), NodeCell(HIDDEN).eval()
     encode = treelstm(leaf, node)
+    if args.breakdown:
+        rng = random.Random(0)
+        trees = [random_tree(rng.randint(8, 32), rng) for _ in range(64)]
+        _breakdown(encode, trees, dynet_treelstm(dy, leaf, node) if dy else None, args.repeat)
+        return
     for n in (8, 64):
         rng = random.Random(0)
         trees = [random_tree(rng.randint(8, 32), rng) for _ in range(n)]
@@ -279,6 +288,34 @@ def main() -> None:
         rows += _other_models(dy, args.repeat)
     print_table(rows, baseline="ember")
     write_jsonl(rows, "bench-results/autobatch.jsonl", env=environment())
+
+
+def _breakdown(encode: Callable[[Any], Any], trees: list[Any],
+               dy_run: Callable[[list[Any]], Any] | None, repeat: int) -> None:  # fmt: skip
+    """Median split of ab.run into recording (Python), launch glue and kernels; each ember run
+    is followed by a DyNet run of the same trees (same load)."""
+    ab.run(encode, trees)
+    parts: dict[str, list[float]] = {"total": [], "record": [], "glue": [], "kernel": []}
+    dynet: list[float] = []
+    for _ in range(repeat):
+        stats = ab.Stats()
+        start = time.perf_counter()
+        ab.run(encode, trees, stats=stats)
+        total = time.perf_counter() - start
+        parts["total"].append(total)
+        parts["record"].append(total - stats.launch_s)
+        parts["glue"].append(stats.launch_s - stats.kernel_s)
+        parts["kernel"].append(stats.kernel_s)
+        if dy_run is not None:
+            start = time.perf_counter()
+            dy_run(trees)
+            dynet.append(time.perf_counter() - start)
+    print(f"treelstm 64 trees h{HIDDEN}, medians of {repeat} (ms):")
+    for name, values in parts.items():
+        print(f"  ember {name:<7} {1e3 * statistics.median(values):8.1f}")
+    if dynet:
+        ratio = statistics.median(dynet) / statistics.median(parts["total"])
+        print(f"  dynet         {1e3 * statistics.median(dynet):8.1f}  (ember {ratio:.2f}x faster)")
 
 
 def _other_models(dy: Any, repeat: int) -> list[Row]:
