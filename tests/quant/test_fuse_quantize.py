@@ -175,7 +175,7 @@ class _Block(torch.nn.Module):
         return x + self.down(torch.nn.functional.silu(self.gate(h)) * self.up(h))
 
 
-@pytest.mark.parametrize("scheme", ["w8a8", "w4a4"])
+@pytest.mark.parametrize("scheme", [pytest.param("w8a8", marks=pytest.mark.slow), "w4a4"])
 def test_quantized_block_fuses_exports_and_runs(tmp_path, scheme):
     """ember.compile(quantize=...) fuses the norm and the gating into their quantizations;
     outputs equal the unfused build's; the .so runs in a process without the compiler."""
