@@ -223,7 +223,7 @@ def _import_dynet() -> Any:
         dynet_config.set(autobatch=1)
         import dynet
     except ImportError as err:
-        print(f"DyNet not measured: {err} (pip install dynet38)")
+        print(f"DyNet not measured: {err} (pip install -e .[bench])")
         return None
     return dynet
 
