@@ -142,8 +142,9 @@ def _ratios(stats: dict[str, Stats]) -> None:
     """The issue's goals: ember over ember without rewrites and over the best peer."""
     ember = stats["ember"].median_ms
     peers = [stats[n].median_ms for n in ("eager", "torch.compile") if n in stats]
+    medians = ", ".join(f"{name} {s.median_ms:.1f} ms" for name, s in stats.items())
     print(
-        f"  ember vs ember-none {stats['ember-none'].median_ms / ember:.2f}x, "
+        f"  {medians}\n  ember vs ember-none {stats['ember-none'].median_ms / ember:.2f}x, "
         f"vs best peer {min(peers) / ember:.2f}x"
     )
 
