@@ -29,59 +29,10 @@ sys.path.insert(0, os.path.dirname(__file__))
 from _harness import Row, compare, environment, print_table, write_jsonl
 
 import ember.autobatch as ab
+from examples.autobatch_models import Layer, LeafCell, NodeCell, RNNCell, random_tree
 
 HIDDEN = 256
 VOCAB = 1000
-
-
-class LeafCell(nn.Module):
-    def __init__(self, hidden: int) -> None:
-        super().__init__()
-        self.emb = nn.Embedding(VOCAB, hidden)
-        self.gates = nn.Linear(hidden, 3 * hidden)
-
-    def forward(self, token: torch.Tensor) -> Any:
-        i, o, u = self.gates(self.emb(token)).chunk(3, -1)
-        c = torch.sigmoid(i) * torch.tanh(u)
-        return torch.sigmoid(o) * torch.tanh(c), c
-
-
-class NodeCell(nn.Module):
-    def __init__(self, hidden: int) -> None:
-        super().__init__()
-        self.gates = nn.Linear(2 * hidden, 5 * hidden)
-
-    def forward(
-        self, hl: torch.Tensor, cl: torch.Tensor, hr: torch.Tensor, cr: torch.Tensor
-    ) -> Any:
-        i, o, u, fl, fr = self.gates(torch.cat([hl, hr], -1)).chunk(5, -1)
-        c = torch.sigmoid(i) * torch.tanh(u) + torch.sigmoid(fl) * cl + torch.sigmoid(fr) * cr
-        return torch.sigmoid(o) * torch.tanh(c), c
-
-
-class Layer(nn.Module):
-    def __init__(self, n_in: int, n_out: int) -> None:
-        super().__init__()
-        self.linear = nn.Linear(n_in, n_out)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.linear(x))
-
-
-class RNNCell(nn.Module):
-    def __init__(self, hidden: int) -> None:
-        super().__init__()
-        self.linear = nn.Linear(2 * hidden, hidden)
-
-    def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.linear(torch.cat([x, h], -1)))
-
-
-def random_tree(leaves: int, rng: random.Random) -> Any:
-    if leaves == 1:
-        return rng.randrange(VOCAB)
-    left = rng.randint(1, leaves - 1)
-    return (random_tree(left, rng), random_tree(leaves - left, rng))
 
 
 # ---- ember / eager programs (the same function runs eagerly outside ab.run) ----
@@ -266,16 +217,16 @@ def main() -> None:
     dy = _import_dynet()
     rows: list[Row] = []
 
-    leaf, node = LeafCell(HIDDEN).eval(), NodeCell(HIDDEN).eval()
+    leaf, node = LeafCell(HIDDEN, VOCAB).eval(), NodeCell(HIDDEN).eval()
     encode = treelstm(leaf, node)
     if args.breakdown:
         rng = random.Random(0)
-        trees = [random_tree(rng.randint(8, 32), rng) for _ in range(64)]
+        trees = [random_tree(rng.randint(8, 32), rng, VOCAB) for _ in range(64)]
         _breakdown(encode, trees, dynet_treelstm(dy, leaf, node) if dy else None, args.repeat)
         return
     for n in (8, 64):
         rng = random.Random(0)
-        trees = [random_tree(rng.randint(8, 32), rng) for _ in range(n)]
+        trees = [random_tree(rng.randint(8, 32), rng, VOCAB) for _ in range(n)]
         impls: dict[str, Any] = {"ember": _ember(encode, trees)}
         if not args.quick:
             for switch in ("coarsen", "gather"):
@@ -340,7 +291,7 @@ def _other_models(dy: Any, repeat: int) -> list[Row]:
         impls["dynet"] = lambda: dy_branchy(xs)
     rows.append(_case("if/else", f"64 x h{HIDDEN}", xs, classify, impls, repeat))
 
-    cell = RNNCell(HIDDEN).eval()
+    cell = RNNCell(HIDDEN, HIDDEN).eval()
     run_sequence = rnn(cell)
     rng = random.Random(0)
     seqs = [torch.randn(rng.randint(5, 30), HIDDEN, generator=gen) for _ in range(64)]
