@@ -232,6 +232,22 @@ def _best_ms(database: Any, tasks: list[Task], tgt: Any) -> dict[str, float]:
     return found
 
 
+def tune_contexts(tasks: list[Task], tgt: Any, seed: int = 0) -> list[Any]:
+    """MetaSchedule's tuning context per task: its design space and evolutionary search."""
+    return [
+        ms.TuneContext(
+            mod=t.mod,
+            target=tgt,
+            space_generator="post-order-apply",
+            search_strategy="evolutionary",
+            task_name=t.name,
+            rand_state=seed + i,
+            num_threads="physical",
+        ).clone()
+        for i, t in enumerate(tasks)
+    ]
+
+
 def _search(todo: list[Task], tgt: Any, database: Any, builder: Any, runner: Any,
             before: dict[str, int], per_task: int, trials: int, cost_model: Any,
             recorder: _Recorder, seed: int) -> None:  # fmt: skip
@@ -240,18 +256,7 @@ def _search(todo: list[Task], tgt: Any, database: Any, builder: Any, runner: Any
     recorder.planned = budget
     callbacks = [*ms.measure_callback.MeasureCallback.create("default"), recorder]
     with tempfile.TemporaryDirectory(prefix="ember-tune-log-") as work_dir:
-        contexts = [
-            ms.TuneContext(
-                mod=t.mod,
-                target=tgt,
-                space_generator="post-order-apply",
-                search_strategy="evolutionary",
-                task_name=t.name,
-                rand_state=seed + i,
-                num_threads="physical",
-            ).clone()
-            for i, t in enumerate(todo)
-        ]
+        contexts = tune_contexts(todo, tgt, seed)
         log.info("tuning %d tasks: %d trials, at most %d each", len(todo), budget, remaining)
         try:
             ms.tune.tune_tasks(

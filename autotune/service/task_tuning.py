@@ -28,6 +28,7 @@ from ember.autotune.measure import (
     TrackerRunner,
 )
 from ember.autotune.tasks import Task
+from ember.autotune.tune import tune_contexts
 from ember.errors import TuningError
 
 __all__ = ["tasks_from_json", "tune_task_list"]
@@ -94,18 +95,7 @@ def tune_task_list(tasks: Sequence[Task], target: dict[str, Any], *, trials: int
     remaining = max(per_task - before[t.name] for t in todo)
     counter = _Counter(progress, budget)
     with tempfile.TemporaryDirectory(prefix="ember-service-tune-") as work_dir:
-        contexts = [
-            ms.TuneContext(
-                mod=t.mod,
-                target=tgt,
-                space_generator="post-order-apply",
-                search_strategy="evolutionary",
-                task_name=t.name,
-                rand_state=i,
-                num_threads="physical",
-            ).clone()
-            for i, t in enumerate(todo)
-        ]
+        contexts = tune_contexts(todo, tgt)
         ms.tune.tune_tasks(
             tasks=contexts,
             task_weights=[float(t.weight) for t in todo],
