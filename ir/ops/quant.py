@@ -246,29 +246,37 @@ class Int4GroupMatMul(Op):
             return ((nibble ^ 8) - 8).astype("int8")  # two's-complement nibble => int8
 
         w = te.compute((panels, steps, LANES, STEP), unpack, name="unpack_weight")
-        kk = te.reduce_axis((0, g), name="kk")
-        n = panels * LANES
-        rows, row = _padded_rows(q.shape[0])
-        acc = te.compute(  # groups first: each group's [rows, 16] tile is contiguous
-            (steps * STEP // g, rows, n),
-            lambda grp, i, j: te.sum(
-                q[row(i), grp * g + kk].astype("int32")
-                * w[j // LANES, grp * (g // STEP) + kk // STEP, j % LANES, kk % STEP].astype(
-                    "int32"
-                ),
-                axis=kk,
-            ),
-            name="int4_group_gemm",
-        )
-        grp = te.reduce_axis((0, steps * STEP // g), name="grp")
-        return te.compute(
-            (q.shape[0], n),
-            lambda i, j: te.sum(
-                (acc[grp, i, j] - comp[grp, j]).astype("float32") * xs[i, grp] * ws[grp, j],
-                axis=grp,
-            ),
-            name="dequantize_groups",
-        )
+        return group_gemm(q, xs, w, ws, comp, g)
+
+
+def group_gemm(q: Any, xs: Any, w: Any, scales: Any, comp: Any, g: int) -> Any:
+    """TE: int8 rows `q` [M, K] times the unpacked int4 panel `w` [N/16, K/4, 16, 4] per group of
+    `g`, each group's int32 sum less its zero-point term `comp` [K/g, N], scaled by the row's
+    `xs` [M, K/g] and the weight's `scales` [K/g, N], summed over groups."""
+    from tvm import te
+
+    panels, steps = int(w.shape[0]), int(w.shape[1])
+    kk = te.reduce_axis((0, g), name="kk")
+    n = panels * LANES
+    rows, row = _padded_rows(q.shape[0])
+    acc = te.compute(  # groups first: each group's [rows, 16] tile is contiguous
+        (steps * STEP // g, rows, n),
+        lambda grp, i, j: te.sum(
+            q[row(i), grp * g + kk].astype("int32")
+            * w[j // LANES, grp * (g // STEP) + kk // STEP, j % LANES, kk % STEP].astype("int32"),
+            axis=kk,
+        ),
+        name="int4_group_gemm",
+    )
+    grp = te.reduce_axis((0, steps * STEP // g), name="grp")
+    return te.compute(
+        (q.shape[0], n),
+        lambda i, j: te.sum(
+            (acc[grp, i, j] - comp[grp, j]).astype("float32") * xs[i, grp] * scales[grp, j],
+            axis=grp,
+        ),
+        name="dequantize_groups",
+    )
 
 
 def _padded_rows(m: Any) -> tuple[Any, Any]:

@@ -22,7 +22,7 @@ import numpy as np
 
 from ember.ir.op import Op, register_op
 from ember.ir.ops._shapes import dims_equal
-from ember.ir.ops.quant import _padded_rows
+from ember.ir.ops.quant import group_gemm
 from ember.ir.ops.quant_pack import LANES, STEP, unpack_int4_panels
 from ember.ir.types import DType, TensorType
 
@@ -94,26 +94,4 @@ class Int4PanelGroupMatMul(Op):
 
         # [N/16, K/4, 16, 4]: the layout `vpdpbusd` reads, as int4_group_matmul's unpacked panel
         w = te.compute((panels, steps, LANES, STEP), unpack, name="unpack_weight")
-        kk = te.reduce_axis((0, g), name="kk")
-        n = panels * LANES
-        rows, row = _padded_rows(q.shape[0])
-        acc = te.compute(
-            (steps * STEP // g, rows, n),
-            lambda grp, i, j: te.sum(
-                q[row(i), grp * g + kk].astype("int32")
-                * w[j // LANES, grp * (g // STEP) + kk // STEP, j % LANES, kk % STEP].astype(
-                    "int32"
-                ),
-                axis=kk,
-            ),
-            name="int4_group_gemm",
-        )
-        grp = te.reduce_axis((0, steps * STEP // g), name="grp")
-        return te.compute(
-            (q.shape[0], n),
-            lambda i, j: te.sum(
-                (acc[grp, i, j] - comp[grp, j]).astype("float32") * xs[i, grp] * s[grp, j],
-                axis=grp,
-            ),
-            name="dequantize_groups",
-        )
+        return group_gemm(q, xs, w, s, comp, g)
