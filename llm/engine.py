@@ -80,6 +80,29 @@ class Engine:
             )  # fmt: skip
         return self.programs[key]
 
+    def pad_prompt(
+        self, input_ids: Any, attention_mask: Any, max_new_tokens: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(the prompt's ids, the ids and the mask left-padded to a whole PROMPT_BUCKET, so that
+        one prefill build serves nearby lengths); InputError when the mask does not match or
+        the prompt and `max_new_tokens` do not fit in max_length."""
+        ids = _as_ids(input_ids)
+        mask = torch.ones_like(ids) if attention_mask is None else _as_ids(attention_mask)
+        if mask.shape != ids.shape:
+            raise InputError(
+                f"attention_mask has shape {tuple(mask.shape)} but input_ids {tuple(ids.shape)}"
+            )
+        extra = -ids.shape[1] % PROMPT_BUCKET
+        padded = torch.nn.functional.pad(ids, (extra, 0), value=self.pad_token_id)
+        mask = torch.nn.functional.pad(mask, (extra, 0), value=0)
+        prompt = padded.shape[1]
+        if prompt + max_new_tokens > self.max_length:
+            raise InputError(
+                f"prompt ({prompt}) + max_new_tokens ({max_new_tokens}) exceeds max_length="
+                f"{self.max_length}; compile with ember.llm.compile(..., max_length=...) larger"
+            )
+        return ids, padded, mask
+
     def step(
         self,
         input_ids: torch.Tensor,
@@ -128,23 +151,9 @@ class Engine:
         continues with `pad_token_id`; generation stops early once every row has. Prompts of
         different lengths must be left-padded with `attention_mask` marking the padding.
         """
-        input_ids = _as_ids(input_ids)
-        mask = torch.ones_like(input_ids) if attention_mask is None else _as_ids(attention_mask)
-        if mask.shape != input_ids.shape:
-            raise InputError(
-                f"attention_mask has shape {tuple(mask.shape)} but input_ids {tuple(input_ids.shape)}"
-            )
-        tokens = [input_ids]
-        # left-pad the prompt to a whole bucket: one prefill build serves nearby lengths
-        extra = -input_ids.shape[1] % PROMPT_BUCKET
-        input_ids = torch.nn.functional.pad(input_ids, (extra, 0), value=self.pad_token_id)
-        mask = torch.nn.functional.pad(mask, (extra, 0), value=0)
-        batch, prompt = input_ids.shape
-        if prompt + max_new_tokens > self.max_length:
-            raise InputError(
-                f"prompt ({prompt}) + max_new_tokens ({max_new_tokens}) exceeds max_length="
-                f"{self.max_length}; compile with ember.llm.compile(..., max_length=...) larger"
-            )
+        prompt_ids, input_ids, mask = self.pad_prompt(input_ids, attention_mask, max_new_tokens)
+        tokens = [prompt_ids]
+        batch = input_ids.shape[0]
         cache = self.new_cache(batch)
         unfinished = torch.ones(batch, dtype=torch.bool)
         eos = torch.tensor(self.eos_token_id, dtype=torch.int64)

@@ -24,9 +24,9 @@ from typing import Any
 
 import torch
 
-from ember.errors import InputError, UnsupportedError, UsageError
+from ember.errors import UnsupportedError, UsageError
 from ember.llm.decoder import DecoderStep, attention_bias
-from ember.llm.engine import PROMPT_BUCKET, Engine, GenerateStats, _as_ids
+from ember.llm.engine import Engine, GenerateStats
 
 __all__ = ["SpeculativeEngine", "SpeculativeStats", "VerifyStep", "quantized_options"]
 
@@ -66,33 +66,17 @@ class VerifyStep(DecoderStep):
     def __init__(self, model: Any) -> None:
         super().__init__(model, past=True)
 
-    def step(
-        self,
-        input_ids: torch.Tensor,
-        position_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        *cache: torch.Tensor,
-    ) -> tuple[torch.Tensor, ...]:
-        inner = self.model.model
-        new = input_ids.shape[1]
+    def _bias(self, attention_mask: torch.Tensor, new: int, dtype: torch.dtype) -> torch.Tensor:
+        """The cache slots the mask marks, and causal attention among the new positions."""
         slots = attention_mask.shape[1] - new
-        hidden = inner.embed_tokens(input_ids)
-        cos, sin = inner.rotary_emb(hidden, position_ids)
         visible = attention_mask[:, None, None, :slots] != 0
-        cached = torch.where(visible, 0.0, torch.finfo(hidden.dtype).min).to(hidden.dtype)
-        causal = attention_bias(attention_mask[:, slots:], new, hidden.dtype)
-        bias = torch.cat([cached.expand(-1, -1, new, -1), causal], dim=-1)
-        new_kv: list[torch.Tensor] = []
-        for index, layer in enumerate(inner.layers):
-            residual = hidden
-            attended, k, v = self._attention(
-                layer.self_attn, layer.input_layernorm(hidden), cos, sin, bias,
-                cache[2 * index : 2 * index + 2],
-            )  # fmt: skip
-            new_kv += [k, v]
-            hidden = residual + attended
-            hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
-        return (self.model.lm_head(inner.norm(hidden)), *new_kv)
+        cached = torch.where(visible, 0.0, torch.finfo(dtype).min).to(dtype)
+        causal = attention_bias(attention_mask[:, slots:], new, dtype)
+        return torch.cat([cached.expand(-1, -1, new, -1), causal], dim=-1)
+
+    def _logit_positions(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Every new position gets logits."""
+        return hidden
 
 
 @dataclass
@@ -222,21 +206,8 @@ class _Round:
         max_new_tokens: int,
         draft_len: int | None,
     ) -> torch.Tensor:
-        ids = _as_ids(input_ids)
-        mask = torch.ones_like(ids) if attention_mask is None else _as_ids(attention_mask)
-        if mask.shape != ids.shape:
-            raise InputError(
-                f"attention_mask has shape {tuple(mask.shape)} but input_ids {tuple(ids.shape)}"
-            )
-        extra = -ids.shape[1] % PROMPT_BUCKET
-        padded = torch.nn.functional.pad(ids, (extra, 0), value=engine.pad_token_id)
-        mask = torch.nn.functional.pad(mask, (extra, 0), value=0)
+        ids, padded, mask = engine.pad_prompt(input_ids, attention_mask, max_new_tokens)
         batch, prompt = padded.shape
-        if prompt + max_new_tokens > engine.max_length:
-            raise InputError(
-                f"prompt ({prompt}) + max_new_tokens ({max_new_tokens}) exceeds max_length="
-                f"{engine.max_length}; compile with ember.llm.compile(..., max_length=...) larger"
-            )
         stats = SpeculativeStats(row_drafted=[0] * batch, row_accepted=[0] * batch)
         cache = engine.new_cache(batch)
         start = time.perf_counter()
