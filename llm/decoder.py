@@ -87,11 +87,7 @@ class DecoderStep(torch.nn.Module):
         new = input_ids.shape[1]
         hidden = inner.embed_tokens(input_ids)
         cos, sin = inner.rotary_emb(hidden, position_ids)
-        if self.past:  # the mask covers [cache slots..., the new token]: no causal part
-            visible = attention_mask[:, None, None, :] != 0
-            bias = torch.where(visible, 0.0, torch.finfo(hidden.dtype).min).to(hidden.dtype)
-        else:
-            bias = attention_bias(attention_mask, new, hidden.dtype)
+        bias = self._bias(attention_mask, new, hidden.dtype)
         new_kv: list[torch.Tensor] = []
         for index, layer in enumerate(inner.layers):
             layer_cache = cache[2 * index : 2 * index + 2] if self.past else None
@@ -102,10 +98,19 @@ class DecoderStep(torch.nn.Module):
             new_kv += [k, v]
             hidden = residual + attended
             hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
-        # a slice, not hidden[:, -1]: that select compiles to a wrong gather in this build
-        last = hidden[:, new - 1 :, :].reshape(hidden.shape[0], hidden.shape[2])
-        logits = self.model.lm_head(inner.norm(last))
-        return (logits, *new_kv)
+        return (self.model.lm_head(inner.norm(self._logit_positions(hidden))), *new_kv)
+
+    def _bias(self, attention_mask: torch.Tensor, new: int, dtype: torch.dtype) -> torch.Tensor:
+        """The additive attention bias of the `new` positions over the mask's slots."""
+        if self.past:  # the mask covers [cache slots..., the new token]: no causal part
+            visible = attention_mask[:, None, None, :] != 0
+            return torch.where(visible, 0.0, torch.finfo(dtype).min).to(dtype)
+        return attention_bias(attention_mask, new, dtype)
+
+    def _logit_positions(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The hidden states that get logits: the last position's, [batch, hidden]."""
+        new = hidden.shape[1]
+        return hidden[:, new - 1 :, :].reshape(hidden.shape[0], hidden.shape[2])
 
     def _attention(
         self,
