@@ -32,7 +32,7 @@ from torch import nn
 
 import ember
 import ember.llm
-from benchmarks.quant_accuracy import CACHE, batches, corpus
+from benchmarks.quant_accuracy import CACHE, batches, corpus, fit
 
 WIDE = {"hidden_size": 1024, "intermediate_size": 2816, "num_hidden_layers": 4,
         "num_attention_heads": 16, "num_key_value_heads": 16, "vocab_size": 32000}  # fmt: skip
@@ -52,23 +52,7 @@ def trained_llama(steps: int, train: np.ndarray) -> Any:
     if cache.exists():
         model.load_state_dict(torch.load(cache))
         return model.eval()
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
-    rng, start = np.random.default_rng(0), time.time()
-    for step in range(steps):
-        chunk = batches(train, 32, rng)
-        logits = model(chunk[:, :-1]).logits
-        loss = nn.functional.cross_entropy(logits.flatten(0, 1), chunk[:, 1:].flatten())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        schedule.step()
-        if step % 100 == 0:
-            print(f"step {step}: loss {loss.item():.3f}", flush=True)
-    print(f"trained {steps} steps in {time.time() - start:.0f} s, last loss {loss.item():.3f}")
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), cache)
-    return model.eval()
+    return fit(model, lambda ids: model(ids).logits, steps, train, cache)
 
 
 def engines(model: Any, calibration: list[Any], gammas: list[int], max_length: int) -> dict:

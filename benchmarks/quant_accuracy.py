@@ -20,6 +20,7 @@ import sys
 import sysconfig
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -86,13 +87,20 @@ def trained_model(steps: int, train: np.ndarray) -> TinyLM:
     if cache.exists():
         model.load_state_dict(torch.load(cache))
         return model.eval()
+    return fit(model, model, steps, train, cache)
+
+
+def fit(model: nn.Module, logits: Callable[[torch.Tensor], torch.Tensor], steps: int,
+        train: np.ndarray, cache: Path) -> nn.Module:  # fmt: skip
+    """Train `model` (`logits(ids)` [batch, seq, vocab]) on next-byte prediction for `steps`
+    steps of 32 x SEQ bytes, save its weights to `cache`, and return it in eval mode."""
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
     schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
     rng, start = np.random.default_rng(0), time.time()
     for step in range(steps):
         chunk = batches(train, 32, rng)
         loss = nn.functional.cross_entropy(
-            model(chunk[:, :-1]).flatten(0, 1), chunk[:, 1:].flatten()
+            logits(chunk[:, :-1]).flatten(0, 1), chunk[:, 1:].flatten()
         )
         opt.zero_grad()
         loss.backward()
