@@ -1,9 +1,12 @@
-"""Shared test helpers: per-dtype tolerances, `assert_close`, `check_pass`, `random_inputs`, and
-building one op's TE compute for CPU."""
+"""Shared test helpers: per-dtype tolerances, `assert_close`, `check_pass`, `random_inputs`,
+building one op's TE compute for CPU, and running an exported library in a fresh process."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +20,7 @@ __all__ = [
     "check_pass",
     "random_inputs",
     "run_compute",
+    "run_exported",
 ]
 
 TOLERANCES: dict[str, tuple[float, float]] = {  # dtype: (rtol, atol)
@@ -112,3 +116,18 @@ def assert_rel_close(actual: Any, expected: Any, rtol: float = 1e-4) -> None:
     assert err <= rtol * max(scale, 1e-30), (
         f"max abs error {err:.3g} > {rtol} * max|expected| {scale:.3g}"
     )
+
+
+def run_exported(library: str, x: np.ndarray, tmp_path: Path) -> np.ndarray:
+    """The single output of the exported `library` on `x`, run by `ember.runtime` in a fresh
+    Python that must load neither ember's compiler passes nor torch."""
+    np.save(tmp_path / "x.npy", x)
+    code = (
+        "import sys, numpy as np, ember.runtime\n"
+        f"m = ember.runtime.load({library!r})\n"
+        f"(y,) = m(np.load({str(tmp_path / 'x.npy')!r}))\n"
+        f"np.save({str(tmp_path / 'y.npy')!r}, np.asarray(y))\n"
+        "assert 'ember.passes' not in sys.modules and 'torch' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    return np.load(tmp_path / "y.npy")

@@ -3,9 +3,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
@@ -13,6 +10,7 @@ import torch
 import ember
 from ember.errors import UsageError
 from ember.quantize import parse_quantize
+from tests.helpers import run_exported
 
 
 def _mlp() -> torch.nn.Module:
@@ -37,16 +35,7 @@ def test_quantized_mlp_exports_and_runs(tmp_path, scheme, tolerance):
     out = compiled(x).numpy()
     assert np.linalg.norm(out - expected) / np.linalg.norm(expected) < tolerance
     library = compiled.export(tmp_path / "model.so")
-    np.save(tmp_path / "x.npy", x.numpy())
-    code = (
-        "import sys, numpy as np, ember.runtime\n"
-        f"m = ember.runtime.load({library!r})\n"
-        f"(y,) = m(np.load({str(tmp_path / 'x.npy')!r}))\n"
-        f"np.save({str(tmp_path / 'y.npy')!r}, np.asarray(y))\n"
-        "assert 'ember.passes' not in sys.modules and 'torch' not in sys.modules\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)
-    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), out)
+    np.testing.assert_array_equal(run_exported(library, x.numpy(), tmp_path), out)
 
 
 def test_random_calibration_warns():

@@ -10,9 +10,6 @@ they are bitwise equal too).
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
@@ -33,6 +30,7 @@ from ember.ir.ops import (
 )
 from ember.passes import PASSES
 from ember.runtime import Executor
+from tests.helpers import run_exported
 
 TARGET = {"kind": "llvm", "mcpu": "sapphirerapids", "num-cores": 2}
 K = 256
@@ -196,16 +194,7 @@ def test_quantized_block_fuses_exports_and_runs(tmp_path, scheme):
     assert "quantize_rows" not in ops
     np.testing.assert_allclose(out, results[False][1], rtol=1e-5, atol=1e-5)
     library = compiled.export(tmp_path / "model.so")
-    np.save(tmp_path / "x.npy", x.numpy())
-    code = (
-        "import sys, numpy as np, ember.runtime\n"
-        f"m = ember.runtime.load({library!r})\n"
-        f"(y,) = m(np.load({str(tmp_path / 'x.npy')!r}))\n"
-        f"np.save({str(tmp_path / 'y.npy')!r}, np.asarray(y))\n"
-        "assert 'ember.passes' not in sys.modules and 'torch' not in sys.modules\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)
-    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), out)
+    np.testing.assert_array_equal(run_exported(library, x.numpy(), tmp_path), out)
 
 
 @pytest.mark.slow
