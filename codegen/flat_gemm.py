@@ -13,6 +13,10 @@ kernel streams them once per row tile:
 
 `profile_dispatch(N, K)` times the three on this machine for M in PROFILE_ROWS and returns the
 dispatch table `flat_matmul` carries: ((largest M, kernel), ...) with the inflection points.
+
+For a symbolic M, `kernels` writes "gemv" and "flat" into one PrimFunc branching on M at run
+time (`dispatch_condition`; the last M % 8 rows of a flat tile run as tiles of 4, 2 and 1 rows);
+codegen/flat_dispatch.py adds the "gemm" branch.
 """
 
 # no `from __future__ import annotations`: TVMScript resolves buffer annotations then by
@@ -23,9 +27,21 @@ import time
 from typing import Any
 
 import numpy as np
+from tvm import tirx
 from tvm.script import tirx as T
 
-__all__ = ["KU", "MR", "PANEL", "PROFILE_ROWS", "kernels", "profile_dispatch", "tables_from_times"]
+from ember.ir.ops import dispatch_kernel
+
+__all__ = [
+    "KU",
+    "MR",
+    "PANEL",
+    "PROFILE_ROWS",
+    "dispatch_condition",
+    "kernels",
+    "profile_dispatch",
+    "tables_from_times",
+]
 
 PANEL = 32  # the packed weight's panel width: the CPU matmul's register tile (AVX-512)
 MR = 8  # rows of the flat kernel's register tile
@@ -35,18 +51,55 @@ _SCHEDULED = {"tirx.is_scheduled": True, "tirx.noalias": True}
 
 
 def kernels(
-    kernel: str, m: int, k: int, panels: int, panel: int, columns: int, target: str
+    dispatch: tuple[tuple[int, str], ...],
+    m: int | None,
+    k: int,
+    panels: int,
+    panel: int,
+    columns: int,
+    target: str,
 ) -> tuple[Any]:
-    """The "gemv" or "flat" PrimFunc y[m, columns] = x[m, k] @ unpack(w[panels, k, panel]) for
-    `target` kind "llvm" or "cuda" (one thread block per panel, one thread per column)."""
-    rows = 1 if kernel == "gemv" else min(m, MR)
-    return (_kernel(m, k, panels, panel, columns, rows, target == "cuda"),)
+    """The PrimFunc y[m, columns] = x[m, k] @ unpack(w[panels, k, panel]) for `target` kind
+    "llvm" or "cuda" (one thread block per panel, one thread per column) running the "gemv" or
+    "flat" kernel `dispatch` names for M rows. A static `m` gets that one kernel; `m` None (a
+    symbolic M) gets both behind the run-time condition `m in` the table's gemv intervals (its
+    "gemm" intervals are the caller's: codegen/flat_dispatch.py)."""
+    if m is None:
+        rows = tirx.Var("m", "int64")
+        gemv = dispatch_condition(dispatch, rows, {"gemv"})
+    else:
+        rows, gemv = m, dispatch_kernel(dispatch, m) == "gemv"
+    return (_kernel(rows, k, panels, panel, columns, gemv, target == "cuda"),)
 
 
-def _kernel(m: int, k: int, panels: int, panel: int, columns: int, rows: int, cuda: bool) -> Any:  # noqa: C901
+def dispatch_condition(dispatch: tuple[tuple[int, str], ...], m: Any, names: set[str]) -> Any:
+    """The TIR condition on the rows `m` under which `dispatch` picks a kernel in `names`: True
+    or False when it always or never does, else an `or` of intervals `lo < m and m <= hi`."""
+    intervals: list[tuple[int | None, int | None, str]] = []  # (lo, hi, kernel), runs merged
+    for i, (bound, kernel) in enumerate(dispatch):
+        hi = bound if i < len(dispatch) - 1 else None  # the last entry takes every larger M
+        if intervals and intervals[-1][2] == kernel:
+            intervals[-1] = (intervals[-1][0], hi, kernel)
+        else:
+            intervals.append((intervals[-1][1] if intervals else None, hi, kernel))
+    chosen = [(lo, hi) for lo, hi, kernel in intervals if kernel in names]
+    if len(chosen) in (0, len(intervals)):
+        return bool(chosen)
+    terms = []
+    for lo, hi in chosen:
+        parts = [m > lo] if lo is not None else []
+        parts += [m <= hi] if hi is not None else []
+        terms.append(functools.reduce(tirx.And, parts))
+    return functools.reduce(tirx.Or, terms)
+
+
+def _kernel(m: Any, k: int, panels: int, panel: int, columns: int, gemv: Any, cuda: bool) -> Any:  # noqa: C901
+    """`gemv`: True, False or a condition on a symbolic `m` (the rows) choosing tiles of one
+    row over tiles of up to MR rows."""
     ku = KU if k % KU == 0 else 1
-    full, rest = divmod(m, rows)
     lanes = 1 if cuda else panel  # CUDA: the panel's columns are the block's threads
+    symbolic = not isinstance(m, int)
+    flat_rows = MR if symbolic else min(m, MR)
 
     @T.macro
     def tile(x, w, y, acc, p, j0, first, count):
@@ -66,12 +119,26 @@ def _kernel(m: int, k: int, panels: int, panel: int, columns: int, rows: int, cu
                     y[first + i, p * panel + j0 + j] = acc[i, j]
 
     @T.macro
-    def panel_rows(x, w, y, p, j0):
+    def panel_rows(x, w, y, p, j0, rows):
         acc = T.decl_buffer((rows, lanes), "float32", scope="local")
-        for t in range(full):
+        for t in range(m // rows):
             tile(x, w, y, acc, p, j0, t * rows, rows)
-        if rest > 0:
-            tile(x, w, y, acc, p, j0, full * rows, rest)
+        if symbolic and rows == MR:  # the last m % 8 rows: tiles of 4, 2 and 1 rows
+            if m % 8 >= 4:
+                tile(x, w, y, acc, p, j0, m // 8 * 8, 4)
+            if m % 4 >= 2:
+                tile(x, w, y, acc, p, j0, m // 4 * 4, 2)
+            if m % 2 == 1:
+                tile(x, w, y, acc, p, j0, m - 1, 1)
+        elif not symbolic and m % rows > 0:
+            tile(x, w, y, acc, p, j0, m // rows * rows, m % rows)
+
+    @T.macro
+    def panel_kernel(x, w, y, p, j0):
+        if gemv:
+            panel_rows(x, w, y, p, j0, 1)
+        else:
+            panel_rows(x, w, y, p, j0, flat_rows)
 
     @T.prim_func
     def flat_gemm(
@@ -83,10 +150,10 @@ def _kernel(m: int, k: int, panels: int, panel: int, columns: int, rows: int, cu
         if cuda:
             for p in T.thread_binding(panels, "blockIdx.x"):
                 for j0 in T.thread_binding(panel, "threadIdx.x"):
-                    panel_rows(x, w, y, p, j0)
+                    panel_kernel(x, w, y, p, j0)
         else:
             for p in T.parallel(panels):
-                panel_rows(x, w, y, p, 0)
+                panel_kernel(x, w, y, p, 0)
 
     return flat_gemm
 

@@ -3,7 +3,8 @@ flat GEMM with a heuristic dataflow, for linear layers whose M (batch x new toke
 
 `dispatch` maps each weight shape (N, K) to its table ((largest M, kernel), ...), profiled on the
 target by `ember.codegen.flat_gemm.profile_dispatch`; the op carries the table (so the printed
-IR and an exported artifact's metadata keep it) and codegen picks the kernel for the graph's M.
+IR and an exported artifact's metadata keep it) and codegen picks the kernel for the graph's M:
+at build time when M is static, at run time inside the one program when it is symbolic.
 Weights whose N is not a whole number of panels, and matmuls with M above `max_rows`, stay.
 """
 

@@ -102,7 +102,8 @@ def dispatch_kernel(dispatch: tuple[tuple[int, str], ...], m: int) -> str:
 class FlatMatMul(Op):
     """x @ w for x[..., K] and w packed [N_pad / panel, K, panel] (`pack_panels`), N = `columns`;
     `dispatch` ((largest M, kernel), ...) picks the kernel by M = the rows of x: "gemv" (one row
-    at a time), "flat" (tiles of up to 8 rows) or "gemm" (the default CPU matmul schedule)."""
+    at a time), "flat" (tiles of up to 8 rows) or "gemm" (the default CPU matmul schedule); at
+    build time for a static M, at run time (one program for every M) for a symbolic one."""
 
     name: ClassVar[str] = "flat_matmul"
     columns: int = 1
@@ -124,18 +125,23 @@ class FlatMatMul(Op):
         return np.matmul(x.astype(np.float64), w.astype(np.float64)).astype(x.dtype)
 
     def lower(self, ctx: Any, args: Any) -> Any:
+        """A static M gets the one kernel the table names; a symbolic M all the table's
+        kernels, chosen by M at run time (codegen/flat_dispatch.py)."""
         from tvm import relax
+
+        from ember.codegen.flat_dispatch import dispatch_call
 
         x, packed = ctx.node.inputs
         rows = x.type.shape[:-1]
         static = all(isinstance(d, int) for d in rows)
-        kernel = dispatch_kernel(self.dispatch, math.prod(rows)) if static else "gemm"
-        if kernel == "gemm":  # also for a symbolic M: the default schedule takes any M
+        m = math.prod(rows) if static else None
+        table = ((0, dispatch_kernel(self.dispatch, m)),) if static else self.dispatch
+        if all(kernel == "gemm" for _, kernel in table):
             return ctx.emit_te(PackedMatMul(columns=self.columns).compute, *args)
-        m, k = math.prod(rows), int(x.type.shape[-1])
+        k = int(x.type.shape[-1])
         panels, _, panel = (int(d) for d in packed.type.shape)
-        (func,) = ctx.kernels("flat_gemm", kernel, m, k, panels, panel, self.columns)
-        flat = ctx.bb.emit(relax.op.reshape(args[0], [m, k]))
-        out = relax.TensorType([m, self.columns], "float32")
-        y = ctx.bb.emit(relax.call_tir(func, [flat, args[1]], out))
+        (func,) = ctx.kernels("flat_gemm", table, m, k, panels, panel, self.columns)
+        m_dim = m if static else ctx.dim(math.prod(rows))
+        flat = ctx.bb.emit(relax.op.reshape(args[0], [m_dim, k]))
+        y = ctx.bb.emit(dispatch_call(ctx.bb, table, func, flat, args[1], self.columns))
         return ctx.bb.emit(relax.op.reshape(y, ctx.shape(0)))
