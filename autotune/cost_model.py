@@ -38,12 +38,14 @@ __all__ = [
     "EmberCostModel",
     "candidate_features",
     "ember_cost_model",
+    "feature_names",
     "fit_booster",
     "load_pretrained",
     "pack",
     "pretrained_path",
     "save_atomic",
     "store_features",
+    "target_split_counts",
     "with_relative",
 ]
 
@@ -93,6 +95,31 @@ def with_relative(rows: np.ndarray) -> np.ndarray:
     accuracy 0.60 -> 0.64, the predicted best 3.8x -> 1.7x the true best).
     """
     return np.concatenate([rows, rows - rows.mean(axis=0, keepdims=True)], axis=1)
+
+
+def feature_names() -> list[str]:
+    """The name of every column the booster sees: `candidate_features`' layout, then the same
+    names with a `rel_` prefix for `with_relative`'s differences."""
+    absolute = [
+        *(f"sum_{i}" for i in range(_STORE_FEATURES)),
+        *(f"max_{i}" for i in range(_STORE_FEATURES)),
+        "log2_stores",
+        *FEATURE_NAMES,
+    ]
+    return [*absolute, *(f"rel_{name}" for name in absolute)]
+
+
+def target_split_counts(booster: xgb.Booster) -> dict[str, int]:
+    """How many tree nodes split on each target feature (absolute or relative), by name: zero
+    everywhere means the model ignores the target."""
+    names = feature_names()
+    splits = booster.get_score(importance_type="weight")  # "f<column>" -> split count
+    counts = dict.fromkeys(FEATURE_NAMES, 0)
+    for column, count in splits.items():
+        name = names[int(column[1:])].removeprefix("rel_")
+        if name in counts:
+            counts[name] += int(count)
+    return counts
 
 
 def pack(groups: Sequence[tuple[np.ndarray, np.ndarray]]) -> xgb.DMatrix:

@@ -12,6 +12,11 @@
 3. Train on the training tasks only and write `autotune/pretrained/cost_model.ubj`. A fixed set of
    workloads is held out (whole kernels, never seen in training): `benchmarks/cost_model.py` scores
    rankings on them.
+
+Collecting again with another `--target` (e.g. `mcpu=haswell` on this AVX-512 CPU) adds that
+target's measurements to the same database: one query group per (kernel, target), so the trees
+can learn how the target changes which schedule wins (`target_split_counts` says whether they
+did). `--exclude-target` trains without a target, to test transfer to it.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +43,7 @@ from ember.autotune.cost_model import (
     pretrained_path,
     save_atomic,
     store_features,
+    target_split_counts,
 )
 from ember.autotune.cost_model_workloads import WORKLOADS, Workload
 from ember.autotune.measure import (
@@ -59,7 +66,9 @@ __all__ = [
     "main",
     "records_by_kernel",
     "replay",
+    "target_label",
     "train",
+    "training_groups",
 ]
 
 log = logging.getLogger(__name__)
@@ -74,6 +83,7 @@ class Sample:
     ember's default schedule)."""
 
     key: str  # kernel structural hash @ target (`kernel_key`)
+    target: str  # `target_label` of the target it was measured for
     name: str
     family: str
     held_out: bool
@@ -86,9 +96,14 @@ def data_dir() -> Path:
     return cache_dir() / "cost_model_data"
 
 
+def target_label(spec: dict[str, Any]) -> str:
+    """A short name of a measured target: `mcpu` (or kind) and core count, e.g. haswell-2."""
+    return f"{spec.get('mcpu', spec['kind'])}-{spec.get('num-cores', 0)}"
+
+
 def kernel_key(mod: Any, spec: dict[str, Any]) -> str:
     """A measured kernel's key: its structural hash and the target it was measured for."""
-    return f"{ms.utils.shash2hex(mod)}@{spec.get('mcpu', spec['kind'])}-{spec.get('num-cores', 0)}"
+    return f"{ms.utils.shash2hex(mod)}@{target_label(spec)}"
 
 
 def _index_path(directory: Path) -> Path:
@@ -183,29 +198,34 @@ def _tasks(spec: dict[str, Any]) -> Iterator[tuple[Workload, Any]]:
 
 
 def load_samples(directory: Path | None = None) -> list[Sample]:
-    """Every measured kernel, featurized (cached in `features.npz` next to the database)."""
+    """Every measured kernel, featurized (cached in `features.npz` next to the database; only
+    kernels measured since the cache was written are featurized again)."""
     directory = directory or data_dir()
     index = load_index(directory)
     cache = directory / "features.npz"
+    cached: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     if cache.exists():
         stored = np.load(cache, allow_pickle=False)
-        if sorted(stored["keys"].tolist()) == sorted(index):
-            return [_sample(index, key, stored[f"x_{key}"], stored[f"y_{key}"]) for key in index]
-    samples = [
-        _featurize(directory, index, key, record) for key, record in records_by_kernel(directory)
-    ]
-    np.savez_compressed(
-        cache,
-        keys=np.array([s.key for s in samples]),
-        **{f"x_{s.key}": s.features for s in samples},
-        **{f"y_{s.key}": s.seconds for s in samples},
-    )
-    return samples
+        cached = {k: (stored[f"x_{k}"], stored[f"y_{k}"]) for k in stored["keys"].tolist()}
+    if set(index) - set(cached):
+        for key, records in records_by_kernel(directory):
+            if key not in cached:
+                sample = _featurize(directory, index, key, records)
+                cached[key] = (sample.features, sample.seconds)
+        keys = sorted(set(index) & set(cached))
+        np.savez_compressed(
+            cache,
+            keys=np.array(keys),
+            **{f"x_{k}": cached[k][0] for k in keys},
+            **{f"y_{k}": cached[k][1] for k in keys},
+        )
+    return [_sample(index, key, *cached[key]) for key in sorted(index) if key in cached]
 
 
 def _sample(index: dict[str, Any], key: str, features: np.ndarray, seconds: np.ndarray) -> Sample:
     entry = index[key]
-    return Sample(key, entry["name"], entry["family"], entry["held_out"], features, seconds)
+    return Sample(key, target_label(entry["target"]), entry["name"], entry["family"],
+                  entry["held_out"], features, seconds)  # fmt: skip
 
 
 def records_by_kernel(directory: Path) -> list[tuple[str, list[Any]]]:
@@ -245,10 +265,20 @@ def _featurize(directory: Path, index: dict[str, Any], key: str, records: list[A
     return _sample(index, key, features, seconds)
 
 
-def train(samples: list[Sample], rounds: int) -> Any:
-    """A booster trained on the training kernels of `samples` (held-out kernels are skipped)."""
-    groups = [(s.features, s.seconds) for s in samples if not s.held_out]
-    return fit_booster(pack(groups), rounds)
+def training_groups(samples: list[Sample], exclude_targets: Collection[str] = ()
+                    ) -> list[tuple[np.ndarray, np.ndarray]]:  # fmt: skip
+    """(features, seconds) of each training kernel per target: one ranking group per (kernel,
+    target). Held-out kernels and targets in `exclude_targets` (`target_label`s) are left out."""
+    return [
+        (s.features, s.seconds)
+        for s in samples
+        if not s.held_out and s.target not in exclude_targets
+    ]
+
+
+def train(samples: list[Sample], rounds: int, exclude_targets: Collection[str] = ()) -> Any:
+    """A booster trained on the training kernels of `samples` (see `training_groups`)."""
+    return fit_booster(pack(training_groups(samples, exclude_targets)), rounds)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -266,6 +296,13 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="collect only the held-out kernels (evaluate on a new target)",
     )
+    parser.add_argument(
+        "--exclude-target",
+        action="append",
+        default=[],
+        metavar="LABEL",
+        help="train without this target's kernels, e.g. haswell-2 (repeatable)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.ERROR)  # "cannot be tensorized"
@@ -275,11 +312,14 @@ def main(argv: list[str] | None = None) -> None:
             resolve_target(args.target), args.per_task, args.minutes, directory, args.held_out_only
         )
     samples = load_samples(directory)
-    booster = train(samples, args.rounds)
+    booster = train(samples, args.rounds, args.exclude_target)
     save_atomic(booster, args.output)
-    held_out = sum(s.held_out for s in samples)
-    log.info("trained on %d kernels (%d held out) -> %s", len(samples) - held_out, held_out,
-             args.output)  # fmt: skip
+    trained = [s for s in samples if not s.held_out and s.target not in args.exclude_target]
+    per_target = dict(sorted(Counter(s.target for s in trained).items()))
+    log.info("trained on %d kernels %s (%d held out) -> %s", len(trained), per_target,
+             sum(s.held_out for s in samples), args.output)  # fmt: skip
+    splits = {name: n for name, n in target_split_counts(booster).items() if n}
+    log.info("tree nodes splitting on target features: %s", splits or "none")
 
 
 if __name__ == "__main__":
