@@ -136,8 +136,8 @@ class ExpertMm(Op):
     The rows an expert-parallel rank receives are grouped by (source rank, local expert), so
     group g uses local expert g % period (period = experts per rank). x is (N, K), w
     (period, K, F), offsets (G,) the inclusive cumulative group sizes (rows past the last offset
-    count as the last group). Lowered to a row-indexed GEMM kernel with its own CPU schedule:
-    each row reads its expert's weight rows, 4 rows x 128 columns per register tile.
+    count as the last group), float32. Lowered to the row-GEMM kernel of `grouped_mm`
+    (codegen/row_gemm.py): each row reads its expert's weight rows.
     """
 
     name: ClassVar[str] = "expert_mm"
@@ -146,8 +146,8 @@ class ExpertMm(Op):
     def infer(self, x: TensorType, w: TensorType, offsets: TensorType) -> TensorType:
         if x.rank != 2 or w.rank != 3 or offsets.rank != 1:
             raise self.error(f"expects x (N,K), w (E,K,F), offsets (G,); got {x}, {w}, {offsets}")
-        if x.dtype != w.dtype or not x.dtype.is_float or not offsets.dtype.is_int:
-            raise self.error(f"needs float x and w of one dtype, int offsets: {x}, {w}, {offsets}")
+        if x.dtype.tvm != "float32" or w.dtype != x.dtype or not offsets.dtype.is_int:
+            raise self.error(f"needs float32 x and w, int offsets: {x}, {w}, {offsets}")
         if not dims_equal(x.shape[1], w.shape[1]) or not dims_equal(w.shape[0], self.period):
             raise self.error(f"shapes disagree: x {x}, w {w}, period {self.period}")
         return TensorType((x.shape[0], w.shape[2]), x.dtype)
@@ -163,47 +163,20 @@ class ExpertMm(Op):
 
         x, w, offsets = args
         experts = ctx.bb.emit_te(self._experts, x, offsets, primfunc_name_hint="expert_index")
-        kernel = ctx.bb.add_func(_row_gemm(*(int(d) for d in ctx.node.inputs[1].type.shape),
-                                           ctx.node.inputs[0].type.dtype.tvm), "expert_mm")  # fmt: skip
+        period, k, f = (int(d) for d in ctx.node.inputs[1].type.shape)
+        (kernel,) = ctx.kernels("row_gemm", period, k, f)
         out = relax.TensorType(ctx.shape(0), ctx.out_types[0].dtype.tvm)
         return ctx.bb.emit(relax.call_tir(kernel, [x, w, experts], out))
 
     def _experts(self, x: Any, offsets: Any) -> Any:
         from tvm import te, tirx
 
-        e = te.reduce_axis((0, offsets.shape[0]), name="e")
-        one, zero = tirx.const(1, "int64"), tirx.const(0, "int64")
-        group = te.compute(
-            (x.shape[0],),
-            lambda i: te.sum(tirx.Select(offsets[e].astype("int64") <= i, one, zero), axis=e),
-            name="group",
-        )
+        from ember.ir.ops.moe import group_index
+
+        group = group_index(x, offsets)
         last = tirx.Cast("int64", offsets.shape[0]) - 1
         return te.compute(
             group.shape,
             lambda i: tirx.floormod(tirx.min(group[i], last), self.period),
             name="expert",
         )
-
-
-def _row_gemm(experts: int, k: int, f: int, dtype: str) -> Any:
-    """out[i, :] = x[i, :] @ w[expert[i]] for any row count, scheduled for CPU SIMD."""
-    from tvm import s_tir, te, tirx
-
-    n = tirx.Var("n", "int64")
-    x = te.placeholder((n, k), dtype, name="x")
-    w = te.placeholder((experts, k, f), dtype, name="w")
-    expert = te.placeholder((n,), "int64", name="expert")
-    r = te.reduce_axis((0, k), name="k")
-    out = te.compute((n, f), lambda i, j: te.sum(x[i, r] * w[expert[i], r, j], axis=r), name="out")
-    sch = s_tir.Schedule(te.create_prim_func([x, w, expert, out]))
-    block = sch.get_sblock("out")
-    i, j, kk = sch.get_loops(block)
-    io, ii = sch.split(i, [None, 4])
-    jo, ji = sch.split(j, [None, min(128, f)])
-    sch.reorder(io, jo, kk, ii, ji)
-    sch.decompose_reduction(block, kk)
-    sch.unroll(ii)
-    # opaque: TVM's fusion must not merge this kernel into others (it would drop the schedule)
-    func = sch.mod["main"].without_attr("global_symbol")  # the module names it
-    return func.with_attrs({"tirx.is_scheduled": True, "op_pattern": 8})

@@ -12,7 +12,7 @@ from ember.ir.op import Op, register_op
 from ember.ir.ops._shapes import dims_equal
 from ember.ir.types import TensorType
 
-__all__ = ["GroupedMm", "Histc"]
+__all__ = ["GroupedMm", "Histc", "group_index"]
 
 
 @register_op
@@ -47,23 +47,26 @@ class GroupedMm(Op):
             start = max(start, end)
         return out.astype(x.dtype)
 
+    def lower(self, ctx: Any, args: Any) -> Any:
+        """float32 on CPU: the row-GEMM kernel (codegen/row_gemm.py) on each row's group;
+        otherwise `compute`, scheduled like any kernel."""
+        from tvm import relax
+        from tvm.target import Target
+
+        x, w, offsets = args
+        if Target.current().kind.name != "llvm" or ctx.node.inputs[0].type.dtype.tvm != "float32":
+            return super().lower(ctx, args)
+        group = ctx.bb.emit_te(group_index, x, offsets, primfunc_name_hint="group_index")
+        experts, k, f = (int(d) for d in ctx.node.inputs[1].type.shape)
+        (kernel,) = ctx.kernels("row_gemm", experts, k, f)
+        out = relax.TensorType(ctx.shape(0), "float32")
+        return ctx.bb.emit(relax.call_tir(kernel, [x, w, group], out))
+
     def compute(self, x: Any, w: Any, offsets: Any) -> Any:
         from tvm import te, tirx
 
         groups = w.shape[0]
-        e = te.reduce_axis((0, groups), name="e")
-        group = te.compute(
-            (x.shape[0],),
-            lambda i: te.sum(
-                tirx.Select(
-                    offsets[e].astype("int64") <= i.astype("int64"),
-                    tirx.const(1, "int64"),
-                    tirx.const(0, "int64"),
-                ),
-                axis=e,
-            ),
-            name="group",
-        )
+        group = group_index(x, offsets)
         k = te.reduce_axis((0, x.shape[1]), name="k")
         acc = "float32" if x.dtype in ("float16", "bfloat16") else x.dtype
 
@@ -78,6 +81,21 @@ class GroupedMm(Op):
         if acc != x.dtype:
             out = te.compute(out.shape, lambda *i: out(*i).astype(x.dtype), name="out")
         return out
+
+
+def group_index(x: Any, offsets: Any) -> Any:
+    """TE: the group of each row of x, #{e : offsets[e] <= i} (len(offsets): past the last)."""
+    from tvm import te, tirx
+
+    e = te.reduce_axis((0, offsets.shape[0]), name="e")
+    one, zero = tirx.const(1, "int64"), tirx.const(0, "int64")
+    return te.compute(
+        (x.shape[0],),
+        lambda i: te.sum(
+            tirx.Select(offsets[e].astype("int64") <= i.astype("int64"), one, zero), axis=e
+        ),
+        name="group",
+    )
 
 
 @register_op

@@ -1,5 +1,6 @@
-"""grouped_mm and histc: shape rules, the numpy reference against PyTorch, and the TE compute
-built for CPU against the reference."""
+"""grouped_mm and histc: shape rules, the numpy reference against PyTorch, the TE compute
+built for CPU against the reference, and grouped_mm's CPU row-GEMM kernel (codegen/row_gemm.py)
+on a symbolic row count against the reference."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 
 from ember.errors import ShapeError
-from ember.ir import TensorType, sym
+from ember.ir import Builder, TensorType, sym
 from ember.ir.ops import GroupedMm, Histc
 from tests.helpers import assert_close, run_compute
 
@@ -59,6 +60,35 @@ def test_grouped_mm_compute_matches_reference(rng):
     x, w, offsets = _grouped_inputs(rng)
     (got,) = run_compute(GroupedMm(), x, w, offsets)
     assert_close(got, GroupedMm().reference(x, w, offsets))
+
+
+@pytest.mark.parametrize("columns", [128, 40])  # 64-column tiles; 8-column tiles
+def test_grouped_mm_cpu_kernel_matches_reference(rng, columns):
+    import tvm
+
+    from ember.codegen.build import build
+    from ember.codegen.lower import to_relax
+    from ember.runtime import Executor
+
+    b = Builder()
+    x = b.input((sym("rows"), 24), "float32", "x")
+    offsets = b.input((4,), "int32", "offsets")
+    w = b.const(rng.standard_normal((4, 24, columns)).astype(np.float32))
+    b.output(b.emit(GroupedMm(), x, w, offsets))
+    graph = b.build({"rows": (1, None)})
+    with tvm.target.Target("llvm"):
+        names = [gv.name_hint for gv in to_relax(graph).functions]
+    assert "row_gemm_0" in names  # the CPU kernel, not the TE compute
+    result = build(graph)
+    run = Executor(result.executable, target=result.target).run
+    for rows in (1, 6, 13, 40):  # whole and partial 6-row tiles
+        xs = rng.standard_normal((rows, 24)).astype(np.float32)
+        ends = np.sort(rng.integers(0, rows, 4)).astype(np.int32)
+        ends[-1] = rows - 1  # the last row is in no group: zeros
+        (got,) = run([xs, ends])
+        expected = GroupedMm().reference(xs, b.consts[w], ends)
+        assert_close(got.numpy(), expected)
+        assert not got.numpy()[rows - 1].any()
 
 
 def test_histc_reference_matches_torch(rng):
