@@ -20,9 +20,10 @@ cannot express) and marked scheduled; `kernels(target)` picks the CPU or the CUD
 
 # no `from __future__ import annotations`: TVMScript then resolves the buffer annotations of the
 # kernels below by searching the calling frames, which fails when a caller has a local `q`
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from tvm import tirx
 from tvm.script import tirx as T
 
 __all__ = ["HIGH", "LOW", "AttentionShape", "kernels"]
@@ -38,10 +39,11 @@ THREADS = 64  # GPU threads per block
 
 @dataclass(frozen=True)
 class AttentionShape:
-    """Static sizes of one attention: q [batch, heads, new, dim], keys/values in parts
-    [batch, kv_heads, lengths[p], dim], bias [batch, bias_heads (1 or heads), new, total]."""
+    """Sizes of one attention: q [batch, heads, new, dim], keys/values in parts
+    [batch, kv_heads, lengths[p], dim], bias [batch, bias_heads (1 or heads), new, total]; all
+    static but the batch, which may be a TIR variable (one kernel for every batch)."""
 
-    batch: int
+    batch: Any
     heads: int
     kv_heads: int
     new: int
@@ -64,13 +66,18 @@ class AttentionShape:
 
 def kernels(sizes: dict[str, Any], scale: float, phi: float, target: str) -> tuple[Any, Any]:
     """(partial, combine) PrimFuncs for `AttentionShape(**sizes)` and `target` kind "llvm"
-    (threads) or "cuda" (one GPU thread per task, THREADS per block).
+    (threads) or "cuda" (one GPU thread per task, THREADS per block); batch None: symbolic.
 
     partial(q, bias, k0, v0, k1, v1) -> (sums [B, H, N, C], maxes [B, H, N, C],
     outs [B, H, N, C, D]); combine(q, bias, k0, v0, k1, v1, sums, maxes, outs) -> out. With one
     part, k1 and v1 are k0 and v0 again and unused.
     """
     cuda, shape = target == "cuda", AttentionShape(**sizes)
+    if shape.batch is None:  # each kernel its own variable
+        return tuple(
+            kernel(replace(shape, batch=tirx.Var("batch", "int64")), scale, phi, cuda)
+            for kernel in (_partial, _combine)
+        )
     return _partial(shape, scale, phi, cuda), _combine(shape, scale, phi, cuda)
 
 

@@ -31,12 +31,20 @@ def _example(
 
 
 def build_step(
-    model: Any, *, past: bool, batch: int, new: int, max_length: int, options: dict[str, Any]
+    model: Any,
+    *,
+    past: bool,
+    batch: int | None,
+    new: int,
+    max_length: int,
+    options: dict[str, Any],
 ) -> Any:
     """Capture, optimize and build one step (prefill of `new` tokens, or decode) as a Program.
 
-    Shapes are static: this TVM build miscompiles or fails on these graphs with a symbolic batch
-    or length (docs/llm.md), so the engine builds one program per batch size and prompt bucket.
+    `batch` None captures a symbolic batch (one program for every batch size: the flat GEMMs
+    dispatch by M and the attention kernels take any batch at run time); every other dim is
+    static: prefill is built per prompt bucket, and decode attends over all `max_length` cache
+    slots (symbolic cache lengths are not retried since they failed in codegen; docs/llm.md).
     """
     from ember.api import compile_graph
     from ember.frontend.torch import import_module
@@ -45,8 +53,10 @@ def build_step(
     attn = model.model.layers[0].self_attn
     kv_heads = attn.k_proj.out_features // attn.head_dim
     step = DecoderStep(model, past=past)
-    inputs = _example(step, batch, new, max_length, kv_heads, attn.head_dim)
-    graph, _ = run_pipeline(import_module(step, inputs).graph, options["passes"])
+    # a symbolic batch is captured from batch 2: torch.export specializes size-1 dims
+    inputs = _example(step, batch or 2, new, max_length, kv_heads, attn.head_dim)
+    dynamic = None if batch else {i: {0: "batch"} for i in range(len(inputs))}
+    graph, _ = run_pipeline(import_module(step, inputs, dynamic).graph, options["passes"])
     graph = apply_rewrites(graph, model, options)  # FlashDecoding++: flat GEMM, async softmax
     if options.get("weights") is not None:  # one packed 4-bit weight set, inputs of every step
         return options["weights"].compile(graph, options)
@@ -82,7 +92,8 @@ def compile(
 ) -> Engine:
     """Compile a transformers causal LM (Llama, Mistral, Qwen2, Mixtral) for decoding.
 
-    Builds the decode step and the prefill for each batch size and prompt length on first use. `flat_gemm` and
+    Builds on first use one decode step for every batch size (a symbolic batch; one per batch
+    size when quantized) and a prefill per batch size and prompt length. `flat_gemm` and
     `async_softmax` apply FlashDecoding++'s rewrites (docs/llm.md): flat-GEMM kernels picked by
     M from a table profiled once per engine, and attention with a unified max calibrated once. `quantize`
     ("w4a16", "w4a4" or an `ember.QuantConfig`) packs the linear layers' weights once into 4 bits

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from ember.errors import InputError
+from ember.errors import CodegenError, InputError
 
 __all__ = ["PROMPT_BUCKET", "Engine", "GenerateStats"]
 
@@ -59,8 +59,16 @@ class Engine:
     eos_token_id: tuple[int, ...]
     options: dict[str, Any] = field(default_factory=dict)
     stats: GenerateStats = field(default_factory=GenerateStats)
-    # ember Programs: (batch, prompt length) -> prefill, (batch, 0) -> decode step
-    programs: dict[tuple[int, int], Any] = field(default_factory=dict)
+    # ember Programs: (batch, prompt length) -> prefill; (None, 0) -> the decode step for every
+    # batch (its batch is symbolic), or (batch, 0) per batch when `symbolic_decode` is off
+    programs: dict[tuple[int | None, int], Any] = field(default_factory=dict)
+
+    @property
+    def symbolic_decode(self) -> bool:
+        """One decode program serves every batch size: unless quantized (its integer kernels
+        are built per M), `options["symbolic_batch"]` is False, or the step failed to build
+        with a symbolic batch (then it is set False, with a warning)."""
+        return self.options.get("weights") is None and self.options.get("symbolic_batch", True)
 
     def new_cache(self, batch: int) -> list[torch.Tensor]:
         """Zeroed cache buffers k_0, v_0, k_1, ... for `batch` rows."""
@@ -70,14 +78,24 @@ class Engine:
     def program(self, batch: int, prompt: int) -> Any:
         """The prefill Program for `batch` prompts of `prompt` tokens, or with `prompt` 0 the
         decode step's (inputs: ids, positions, mask [batch, max_length + 1], *cache)."""
-        key = (batch, prompt)
+        key = (None, 0) if prompt == 0 and self.symbolic_decode else (batch, prompt)
         if key not in self.programs:
             from ember.llm.build import build_step
 
-            self.programs[key] = build_step(
-                self.model, past=prompt == 0, batch=batch, new=max(prompt, 1),
-                max_length=self.max_length, options=self.options,
-            )  # fmt: skip
+            try:
+                self.programs[key] = build_step(
+                    self.model, past=prompt == 0, batch=key[0], new=max(prompt, 1),
+                    max_length=self.max_length, options=self.options,
+                )  # fmt: skip
+            except CodegenError as err:
+                if key[0] is not None:
+                    raise
+                # e.g. Mixtral: its routing's top-k has k = 2 x batch, and ember's topk
+                # lowers only a static k
+                log.warning("ember.llm: no symbolic-batch decode step (%s); building one per "
+                            "batch size", str(err).splitlines()[0])  # fmt: skip
+                self.options["symbolic_batch"] = False
+                return self.program(batch, prompt)
         return self.programs[key]
 
     def pad_prompt(

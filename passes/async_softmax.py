@@ -129,7 +129,8 @@ def match_site(view: Builder | Graph, node: Node) -> AttentionSite | None:
     if soft is None or not isinstance(soft.op, Softmax) or soft.op.axis not in (3, -1):
         return None
     scores = soft.inputs[0]
-    scaled = _scaled(view, scores) if scores.type.rank == 4 and scores.type.is_static else None
+    static = scores.type.rank == 4 and all(isinstance(d, int) for d in scores.type.shape[1:])
+    scaled = _scaled(view, scores) if static else None  # the batch may be symbolic
     if scaled is None:
         return None
     product, scale, bias = scaled
@@ -142,12 +143,15 @@ def match_site(view: Builder | Graph, node: Node) -> AttentionSite | None:
         return None
     b, h, n, _ = q.type.shape
     total = sum(int(k.type.shape[2]) for k in keys)
-    bias_ok = bias is None or (
-        bias.type.rank == 4
-        and bias.type.shape[0] == b
-        and bias.type.shape[1] in (1, h)
-        and bias.type.shape[2:] == (n, total)
-    )
+    if bias is None:  # the rewrite adds a zero bias: its batch must be static
+        bias_ok = isinstance(b, int)
+    else:
+        bias_ok = (
+            bias.type.rank == 4
+            and bias.type.shape[0] == b
+            and bias.type.shape[1] in (1, h)
+            and bias.type.shape[2:] == (n, total)
+        )
     if scores.type.shape != (b, h, n, total) or not bias_ok:
         return None
     return AttentionSite(node, scores, q, bias, scale, keys, values)

@@ -31,7 +31,7 @@ class AsyncAttention(Op):
     divides H: grouped-query attention). Inputs: q, bias, k_0.., v_0..
 
     `phi` is the unified max the kernels subtract; `chunk` the tokens per independent partial
-    sum. Neither changes the value."""
+    sum. Neither changes the value. Every dim but the batch is static."""
 
     name: ClassVar[str] = "async_attention"
     scale: float = 1.0
@@ -43,9 +43,11 @@ class AsyncAttention(Op):
         if self.parts not in (1, 2) or len(kv) != 2 * self.parts:
             raise self.error(f"takes 1 or 2 key/value parts, got parts={self.parts}, {len(kv)}")
         shapes = [q, bias, *kv]
-        if any(t.rank != 4 or not t.is_static or t.dtype is not DType.float32 for t in shapes):
+        if any(t.rank != 4 or not _static_after_batch(t) or t.dtype is not DType.float32
+               for t in shapes):  # fmt: skip
             raise self.error(
-                f"needs static float32 rank-4 operands, got {', '.join(map(str, shapes))}"
+                f"needs float32 rank-4 operands, static but for the batch, got "
+                f"{', '.join(map(str, shapes))}"
             )
         b, h, n, d = q.shape
         total = 0
@@ -70,15 +72,16 @@ class AsyncAttention(Op):
         from tvm import relax
 
         q, bias, *kv = ctx.node.inputs
+        batch = q.type.shape[0]
         shape = dict(
-            batch=int(q.type.shape[0]), heads=int(q.type.shape[1]), kv_heads=int(kv[0].type.shape[1]),
+            batch=batch if isinstance(batch, int) else None, heads=int(q.type.shape[1]), kv_heads=int(kv[0].type.shape[1]),
             new=int(q.type.shape[2]), dim=int(q.type.shape[3]), bias_heads=int(bias.type.shape[1]),
             lengths=tuple(int(k.type.shape[2]) for k in kv[: self.parts]), chunk=self.chunk,
         )  # fmt: skip
         partial, combine = ctx.kernels("async_softmax", shape, self.scale, self.phi)
         keys, values = args[2 : 2 + self.parts], args[2 + self.parts :]
         operands = [*args[:2], keys[0], values[0], keys[-1], values[-1]]
-        b, h, n, d = (int(x) for x in q.type.shape)
+        b, (h, n, d) = ctx.dim(batch), (int(x) for x in q.type.shape[1:])
         chunks = sum(math.ceil(length / self.chunk) for length in shape["lengths"])
         stats = relax.TensorType([b, h, n, chunks], "float32")
         outs = relax.TensorType([b, h, n, chunks, d], "float32")
@@ -86,6 +89,10 @@ class AsyncAttention(Op):
         pieces = [ctx.bb.emit(relax.TupleGetItem(partials, i)) for i in range(3)]
         out = relax.TensorType([b, h, n, d], "float32")
         return ctx.bb.emit(relax.call_tir(combine, [*operands, *pieces], out))
+
+
+def _static_after_batch(t: TensorType) -> bool:
+    return all(isinstance(d, int) for d in t.shape[1:])
 
 
 def dispatch_kernel(dispatch: tuple[tuple[int, str], ...], m: int) -> str:

@@ -41,7 +41,7 @@ def _check(flat_gemm: bool, async_softmax: bool) -> Any:
 
 
 def _ops(engine: Any, key: tuple[int, int]) -> list[Any]:
-    return [node.op for node in engine.programs[key].graph.nodes]
+    return [node.op for node in engine.program(*key).graph.nodes]
 
 
 @pytest.mark.slow
@@ -68,3 +68,27 @@ def test_each_rewrite_alone(flat_gemm: bool, async_softmax: bool):
     assert ("flat_matmul" in names) == flat_gemm
     assert ("async_attention" in names) == async_softmax
     assert ("softmax" in names) != async_softmax
+
+
+@pytest.mark.slow
+def test_one_decode_program_serves_every_batch():
+    """The decode step is built once with a symbolic batch: its flat GEMMs dispatch by M and its
+    attention kernels take any batch at run time; greedy tokens equal transformers' per batch."""
+    model, _ = build("llama")
+    engine = ember.llm.compile(model, max_length=32, cache=False)
+    engine.options["dispatch"] = dict(DISPATCH)
+    generator = torch.Generator().manual_seed(7)
+    for batch in (1, 3, 2):
+        ids = torch.randint(3, model.config.vocab_size, (batch, 6 + batch), generator=generator)
+        mask = torch.ones_like(ids)
+        mask[-1, :2] = 0
+        got = engine.generate(ids, mask, max_new_tokens=6)
+        with torch.no_grad():
+            want = model.generate(ids, attention_mask=mask, max_new_tokens=6, do_sample=False)
+        assert torch.equal(got, want), f"batch {batch}: {got.tolist()} != {want.tolist()}"
+    assert [key for key in engine.programs if key[1] == 0] == [(None, 0)]
+    decode = engine.programs[(None, 0)].graph
+    assert not decode.inputs[0].type.is_static
+    names = [node.op.name for node in decode.nodes]
+    assert names.count("async_attention") == engine.layers
+    assert names.count("flat_matmul") == 7 * engine.layers + 1

@@ -1,5 +1,6 @@
 """async_attention (asynchronous softmax with a unified max): kernels against torch, including
-rows that force the standard-softmax fallback; the pass on a tiny Llama's steps; CUDA to PTX."""
+rows that force the standard-softmax fallback, for a static and a symbolic batch; the pass on a
+tiny Llama's steps; CUDA to PTX."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import shutil
 
 import numpy as np
 import pytest
+import sympy
 
 torch = pytest.importorskip("torch")
 
@@ -23,12 +25,12 @@ LENGTHS = (37, 2)
 SCALE = 0.17
 
 
-def _graph(phi: float, lengths: tuple[int, ...], bias_heads: int) -> object:
+def _graph(phi: float, lengths: tuple[int, ...], bias_heads: int, batch: object = B) -> object:
     b = Builder("attention")
-    q = b.input((B, H, N, D), "float32", "q")
-    bias = b.input((B, bias_heads, N, sum(lengths)), "float32", "bias")
-    keys = [b.input((B, KVH, t, D), "float32", f"k{i}") for i, t in enumerate(lengths)]
-    values = [b.input((B, KVH, t, D), "float32", f"v{i}") for i, t in enumerate(lengths)]
+    q = b.input((batch, H, N, D), "float32", "q")
+    bias = b.input((batch, bias_heads, N, sum(lengths)), "float32", "bias")
+    keys = [b.input((batch, KVH, t, D), "float32", f"k{i}") for i, t in enumerate(lengths)]
+    values = [b.input((batch, KVH, t, D), "float32", f"v{i}") for i, t in enumerate(lengths)]
     op = AsyncAttention(scale=SCALE, phi=phi, chunk=16, parts=len(lengths))
     b.output(b.emit(op, q, bias, *keys, *values))
     return b.build()
@@ -64,6 +66,21 @@ def test_kernels_match_torch_with_and_without_fallback(lengths, bias_heads):
     low = _attention(-LOW + 50, lengths, bias_heads)  # every row below LOW: all fall back
     got = np.asarray(low.run([q, bias, *keys, *values])[0].numpy())
     np.testing.assert_allclose(got, _torch(q, bias, keys, values), atol=2e-5)
+
+
+def test_symbolic_batch_one_build_serves_every_batch():
+    graph = _graph(0.0, LENGTHS, 1, batch=sympy.Symbol("batch"))
+    program = compile_graph(graph, "llvm", (), cache=False)
+    rng = np.random.default_rng(1)
+    for batch in (1, 3):
+        q = rng.standard_normal((batch, H, N, D)).astype(np.float32)
+        q[-1, 1, 0] *= 400  # the last batch row's head 1 falls back
+        keys = [rng.standard_normal((batch, KVH, t, D)).astype(np.float32) for t in LENGTHS]
+        values = [rng.standard_normal((batch, KVH, t, D)).astype(np.float32) for t in LENGTHS]
+        bias = np.zeros((batch, 1, N, sum(LENGTHS)), np.float32)
+        got = np.asarray(program.run([q, bias, *keys, *values])[0].numpy())
+        want = _torch(q, bias, keys, values)
+        np.testing.assert_allclose(got, want, atol=2e-5, err_msg=f"batch {batch}")
 
 
 def _llama_step(past: bool):
@@ -108,6 +125,8 @@ def test_cuda_build_compiles_to_ptx(tmp_path):
     from ember.codegen.gpu import emit_source
 
     target = {"kind": "cuda", "arch": "sm_80"}
-    paths = emit_source(build(_graph(0.5, LENGTHS, 1), target), target, tmp_path)
-    entries = set(re.findall(r"\.entry (\w+)\(", paths[1].read_text()))
-    assert {"async_softmax_0_kernel", "async_softmax_1_kernel"} <= entries  # partial, combine
+    for batch in (B, sympy.Symbol("batch")):
+        graph = _graph(0.5, LENGTHS, 1, batch=batch)
+        paths = emit_source(build(graph, target), target, tmp_path / str(batch))
+        entries = set(re.findall(r"\.entry (\w+)\(", paths[1].read_text()))
+        assert {"async_softmax_0_kernel", "async_softmax_1_kernel"} <= entries  # partial, combine
