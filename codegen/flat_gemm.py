@@ -15,8 +15,8 @@ kernel streams them once per row tile:
 dispatch table `flat_matmul` carries: ((largest M, kernel), ...) with the inflection points.
 
 For a symbolic M, `kernels` writes "gemv" and "flat" into one PrimFunc branching on M at run
-time (`dispatch_condition`; the last M % 8 rows of a flat tile run as tiles of 4, 2 and 1 rows);
-codegen/flat_dispatch.py adds the "gemm" branch.
+time (`dispatch_condition`; the last M % 8 rows run as one tile of exactly that many rows, one
+branch per count, as a static build's); codegen/flat_dispatch.py adds the "gemm" branch.
 """
 
 # no `from __future__ import annotations`: TVMScript resolves buffer annotations then by
@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 PANEL = 32  # the packed weight's panel width: the CPU matmul's register tile (AVX-512)
-MR = 8  # rows of the flat kernel's register tile
+MR = 8  # rows of the flat kernel's register tile (the symbolic kernel's tails count to 7)
 KU = 4  # K unrolling
 PROFILE_ROWS = (1, 4, 16, 64)
 _SCHEDULED = {"tirx.is_scheduled": True, "tirx.noalias": True}
@@ -119,17 +119,23 @@ def _kernel(m: Any, k: int, panels: int, panel: int, columns: int, gemv: Any, cu
                     y[first + i, p * panel + j0 + j] = acc[i, j]
 
     @T.macro
+    def tail(x, w, y, acc, p, j0, count):
+        if m % MR == count:
+            tile(x, w, y, acc, p, j0, m - count, count)
+
+    @T.macro
     def panel_rows(x, w, y, p, j0, rows):
         acc = T.decl_buffer((rows, lanes), "float32", scope="local")
         for t in range(m // rows):
             tile(x, w, y, acc, p, j0, t * rows, rows)
-        if symbolic and rows == MR:  # the last m % 8 rows: tiles of 4, 2 and 1 rows
-            if m % 8 >= 4:
-                tile(x, w, y, acc, p, j0, m // 8 * 8, 4)
-            if m % 4 >= 2:
-                tile(x, w, y, acc, p, j0, m // 4 * 4, 2)
-            if m % 2 == 1:
-                tile(x, w, y, acc, p, j0, m - 1, 1)
+        if symbolic and rows == MR:  # the last m % 8 rows: one tile of exactly that many
+            tail(x, w, y, acc, p, j0, 1)
+            tail(x, w, y, acc, p, j0, 2)
+            tail(x, w, y, acc, p, j0, 3)
+            tail(x, w, y, acc, p, j0, 4)
+            tail(x, w, y, acc, p, j0, 5)
+            tail(x, w, y, acc, p, j0, 6)
+            tail(x, w, y, acc, p, j0, 7)
         elif not symbolic and m % rows > 0:
             tile(x, w, y, acc, p, j0, m // rows * rows, m % rows)
 

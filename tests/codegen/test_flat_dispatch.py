@@ -24,7 +24,7 @@ from tests.helpers import run_exported
 
 # a kernel change at every bound: gemv for M = 1, flat 2..8, gemm 9..16, flat again above
 TABLE = ((1, "gemv"), (8, "flat"), (16, "gemm"), (32, "flat"))
-ROWS = (1, 2, 3, 5, 7, 8, 12, 16, 17, 29, 32, 45)  # every interval, the 4/2/1-row tails
+ROWS = (1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 17, 29, 32, 45)  # every interval and tail count
 
 
 def _linear(k: int, n: int, dispatch: tuple[tuple[int, str], ...]) -> tuple:
