@@ -178,7 +178,11 @@ def tables_from_times(times: dict[int, dict[str, float]]) -> tuple[tuple[int, st
 
 
 @functools.cache
-def _profile(n: int, k: int, target: str, rows: tuple[int, ...]) -> tuple[tuple[int, str], ...]:
+def _profile(
+    n: int, k: int, target: str, rows: tuple[int, ...], symbolic: bool
+) -> tuple[tuple[int, str], ...]:
+    import sympy
+
     from ember.codegen.build import build
     from ember.ir import Builder
     from ember.ir.ops import FLAT_KERNELS, FlatMatMul, pack_panels
@@ -187,17 +191,22 @@ def _profile(n: int, k: int, target: str, rows: tuple[int, ...]) -> tuple[tuple[
     rng = np.random.default_rng(0)
     packed = pack_panels(rng.standard_normal((k, n)).astype(np.float32), PANEL)
     spec = json.loads(target) if target.startswith("{") else target
+
+    @functools.cache
+    def executor(kernel: str, m: Any) -> Executor:
+        b = Builder(f"profile_{kernel}")
+        xv = b.input((m, k), "float32", "x")
+        b.output(b.emit(FlatMatMul(columns=n, dispatch=((0, kernel),)), xv, b.const(packed)))
+        result = build(b.build(), spec)
+        return Executor(result.executable, target=result.target)
+
     times: dict[int, dict[str, float]] = {}
     for m in rows:
         x = rng.standard_normal((m, k)).astype(np.float32)
         times[m] = {}
         for kernel in FLAT_KERNELS:
-            b = Builder(f"profile_{kernel}")
-            xv = b.input((m, k), "float32", "x")
-            b.output(b.emit(FlatMatMul(columns=n, dispatch=((0, kernel),)), xv, b.const(packed)))
-            result = build(b.build(), spec)
-            executor = Executor(result.executable, target=result.target)
-            times[m][kernel] = _seconds(lambda executor=executor, x=x: executor.run([x]))
+            run = executor(kernel, sympy.Symbol("m") if symbolic else m).run
+            times[m][kernel] = _seconds(lambda run=run, x=x: run([x]))
     return tables_from_times(times)
 
 
@@ -213,9 +222,16 @@ def _seconds(call: Any, repeat: int = 15) -> float:
 
 
 def profile_dispatch(
-    n: int, k: int, *, target: Any = "llvm", rows: tuple[int, ...] = PROFILE_ROWS
+    n: int,
+    k: int,
+    *,
+    target: Any = "llvm",
+    rows: tuple[int, ...] = PROFILE_ROWS,
+    symbolic: bool = False,
 ) -> tuple[tuple[int, str], ...]:
     """The dispatch table of a linear layer with weight [K, N] on this machine (module doc);
-    cached per (N, K, target, rows) for the process."""
+    cached per (N, K, target, rows, symbolic) for the process. `symbolic` times the kernels a
+    symbolic-M program chooses among at run time (one build each, run at every M): they differ
+    from the per-M builds (the default GEMM schedule is slower for a symbolic M)."""
     key = target if isinstance(target, str) else json.dumps(target, sort_keys=True)
-    return _profile(n, k, key, tuple(rows))
+    return _profile(n, k, key, tuple(rows), symbolic)

@@ -1,6 +1,6 @@
 """FlashDecoding++'s rewrites applied to a captured step: asynchronous softmax (phi calibrated
 once per engine from a prefill of random tokens through the reference interpreter) and flat GEMM (its
-dispatch table profiled once per engine for the model's (N, K) shapes)."""
+dispatch table profiled once per engine for the model's (N, K) shapes, static and symbolic M)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ CALIBRATION_TOKENS = 32  # the prompt phi is calibrated on when the first step b
 
 def apply_rewrites(graph: Graph, model: Any, options: dict[str, Any]) -> Graph:
     """`graph` with the rewrites `options` asks for (`async_softmax`, `flat_gemm`); what they
-    measure is cached in `options` ("phi", "dispatch": {(N, K): table}) for the engine's other
-    steps, and may be preset there; "profile_rows" sets the M profiled."""
+    measure is cached in `options` ("phi", "dispatch": {(N, K): table} for static-batch steps,
+    "dispatch_symbolic" for symbolic-batch ones) for the engine's other steps, and may be
+    preset there; "profile_rows" sets the M profiled."""
     if options.get("async_softmax"):
         from ember.passes.async_softmax import async_softmax
 
@@ -29,11 +30,16 @@ def apply_rewrites(graph: Graph, model: Any, options: dict[str, Any]) -> Graph:
         from ember.codegen.flat_gemm import PROFILE_ROWS, profile_dispatch
         from ember.passes.flat_gemm import flat_gemm, linear_shapes
 
-        tables = options.setdefault("dispatch", {})
+        # a symbolic batch (the decode step) chooses among the symbolic-M kernels at run time:
+        # their own profile, kept apart from the per-M builds' tables
+        symbolic = not graph.inputs[0].type.is_static
+        tables = options.setdefault("dispatch_symbolic" if symbolic else "dispatch", {})
         rows = options.get("profile_rows", PROFILE_ROWS)
         for shape in linear_shapes(graph):
             if shape not in tables:
-                tables[shape] = profile_dispatch(*shape, target=options["target"], rows=rows)
+                tables[shape] = profile_dispatch(
+                    *shape, target=options["target"], rows=rows, symbolic=symbolic
+                )
         graph = flat_gemm(graph, dispatch=tables)
     return graph
 

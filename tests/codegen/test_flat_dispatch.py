@@ -13,7 +13,7 @@ import sympy
 import tvm
 
 from ember.api import compile_graph
-from ember.codegen.flat_gemm import dispatch_condition
+from ember.codegen.flat_gemm import dispatch_condition, profile_dispatch
 from ember.codegen.lower import to_relax
 from ember.codegen.target import resolve_target
 from ember.ir import Builder
@@ -69,6 +69,13 @@ def test_one_symbolic_build_runs_each_branch(tmp_path):
     for m in (1, 12, 45):  # a fresh process: the table and the branches are in the library
         x = _x(m, 36)
         np.testing.assert_allclose(run_exported(library, x, tmp_path), x @ w, rtol=1e-5, atol=1e-4)
+
+
+def test_profile_of_the_symbolic_kernels():
+    table = profile_dispatch(64, 32, rows=(1, 3, 9), symbolic=True)  # one build per kernel
+    assert table[-1][0] == 9
+    assert [bound for bound, _ in table] == sorted({bound for bound, _ in table})
+    assert {kernel for _, kernel in table} <= {"gemv", "flat", "gemm"}
 
 
 @pytest.mark.parametrize("table", [((1, "gemv"), (64, "flat")), ((4, "flat"), (64, "gemm"))])

@@ -28,7 +28,7 @@ def _check(flat_gemm: bool, async_softmax: bool) -> Any:
     model, _ = build("llama")
     engine = ember.llm.compile(model, max_length=32, cache=False, flat_gemm=flat_gemm,
                                async_softmax=async_softmax)  # fmt: skip
-    engine.options["dispatch"] = dict(DISPATCH)
+    engine.options["dispatch"] = engine.options["dispatch_symbolic"] = dict(DISPATCH)
     generator = torch.Generator().manual_seed(5)
     ids = torch.randint(3, model.config.vocab_size, (2, 11), generator=generator)
     mask = torch.ones_like(ids)
@@ -76,7 +76,7 @@ def test_one_decode_program_serves_every_batch():
     attention kernels take any batch at run time; greedy tokens equal transformers' per batch."""
     model, _ = build("llama")
     engine = ember.llm.compile(model, max_length=32, cache=False)
-    engine.options["dispatch"] = dict(DISPATCH)
+    engine.options["dispatch"] = engine.options["dispatch_symbolic"] = dict(DISPATCH)
     generator = torch.Generator().manual_seed(7)
     for batch in (1, 3, 2):
         ids = torch.randint(3, model.config.vocab_size, (batch, 6 + batch), generator=generator)
