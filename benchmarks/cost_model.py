@@ -15,7 +15,9 @@ replayed schedules; random scores are averaged over 200 draws. Results are per t
 is "seen" when its training kernels were trained on, "unseen" otherwise (transfer to a new CPU).
 
 Metrics per held-out kernel, averaged over kernels (failed candidates excluded):
-- pairwise accuracy: pairs whose latencies differ by more than 5%, ordered correctly;
+- pairwise accuracy: pairs whose latencies differ by more than 5%, ordered correctly (averaged
+  over kernels, and "pooled": over all pairs of a target's kernels, so that a kernel with one
+  clear pair does not weigh as much as one with hundreds);
 - top-k recall: the share of the true k fastest among the model's k best-scored (k = 1, 5, 10);
 - best-of-top-k: latency of the best among the model's top k over the true best (1.00 = found).
 """
@@ -62,16 +64,20 @@ _TIE = 1.05
 _RANDOM_DRAWS = 200
 
 
-def pairwise_accuracy(seconds: np.ndarray, scores: np.ndarray) -> float:
-    """Share of clearly ordered pairs (latency ratio > 1.05) whose scores agree; ties count half.
-    NaN when no pair is clearly ordered (left out of the averages)."""
+def ordered_pairs(seconds: np.ndarray, scores: np.ndarray) -> tuple[float, int]:
+    """(pairs the scores order like the latencies, ties counting half; clearly ordered pairs:
+    latency ratio > 1.05)."""
     faster = seconds[:, None] * _TIE < seconds[None, :]
     higher = scores[:, None] > scores[None, :]
     equal = scores[:, None] == scores[None, :]
-    pairs = faster.sum()
-    if not pairs:
-        return float("nan")
-    return float(((faster & higher).sum() + 0.5 * (faster & equal).sum()) / pairs)
+    return float((faster & higher).sum() + 0.5 * (faster & equal).sum()), int(faster.sum())
+
+
+def pairwise_accuracy(seconds: np.ndarray, scores: np.ndarray) -> float:
+    """Share of clearly ordered pairs whose scores agree; NaN when no pair is clearly ordered
+    (left out of the averages)."""
+    agree, pairs = ordered_pairs(seconds, scores)
+    return agree / pairs if pairs else float("nan")
 
 
 def top_k_recall(seconds: np.ndarray, scores: np.ndarray, k: int) -> float:
@@ -87,7 +93,8 @@ def best_of_top_k(seconds: np.ndarray, scores: np.ndarray, k: int) -> float:
 
 
 def metrics(seconds: np.ndarray, scores: np.ndarray) -> dict[str, float]:
-    result = {"pairwise": pairwise_accuracy(seconds, scores)}
+    agree, pairs = ordered_pairs(seconds, scores)
+    result = {"pairwise": agree / pairs if pairs else float("nan"), "agree": agree, "pairs": pairs}
     for k in KS:
         result[f"recall@{k}"] = top_k_recall(seconds, scores, k)
         result[f"best@{k}"] = best_of_top_k(seconds, scores, k)
@@ -213,7 +220,8 @@ def main() -> None:
           f"training time ember {ember_s:.1f} s, tvm-xgb {tvm_s:.1f} s")  # fmt: skip
     for name, booster in boosters.items():
         print(f"  {name}: {_splits(booster)}")
-    names = list(next(iter(table.values()))[0])
+    names = [n for n in next(iter(table.values()))[0] if n not in ("agree", "pairs")]
+    names.insert(1, "pooled")
     records = []
     for target in sorted({k[1] for k in kernels}, key=lambda t: (t not in seen, t)):
         rows = [i for i, k in enumerate(kernels) if k[1] == target]
@@ -222,7 +230,11 @@ def main() -> None:
               f"{len(rows)} held-out kernels, {candidates} candidates")  # fmt: skip
         print(f"{'model':<12}" + "".join(f"{n:>11}" for n in names))
         for model, results in table.items():
-            summary = {n: float(np.nanmean([results[i][n] for i in rows])) for n in names}
+            summary = {
+                n: float(np.nanmean([results[i][n] for i in rows])) for n in names if n != "pooled"
+            }
+            pairs = sum(results[i]["pairs"] for i in rows)
+            summary["pooled"] = sum(results[i]["agree"] for i in rows) / pairs
             print(f"{model:<12}" + "".join(f"{summary[n]:>11.3f}" for n in names))
             records.append({"case": "ranking", "model": model, "target": target,
                             "seen": target in seen, **summary,
