@@ -55,6 +55,13 @@ class LowerContext:
             for i, f in enumerate(funcs)
         )
 
+    def flat_dispatch(self, table: Any, flat: Any, x: Any, packed: Any, columns: int) -> Any:
+        """flat_matmul's call of `flat` (its hand-written kernels) or, when `table` has "gemm"
+        intervals, of a function choosing by M at run time (codegen/flat_dispatch.py)."""
+        from ember.codegen.flat_dispatch import dispatch_call
+
+        return self.bb.emit(dispatch_call(self.bb, table, flat, x, packed, columns))
+
 
 def _to_tir(e: sympy.Expr, symbols: dict[sympy.Symbol, tirx.Var]) -> Any:
     if e.is_Integer:

@@ -136,8 +136,6 @@ class FlatMatMul(Op):
         kernels, chosen by M at run time (codegen/flat_dispatch.py)."""
         from tvm import relax
 
-        from ember.codegen.flat_dispatch import dispatch_call
-
         x, packed = ctx.node.inputs
         rows = x.type.shape[:-1]
         static = all(isinstance(d, int) for d in rows)
@@ -150,5 +148,5 @@ class FlatMatMul(Op):
         (func,) = ctx.kernels("flat_gemm", table, m, k, panels, panel, self.columns)
         m_dim = m if static else ctx.dim(math.prod(rows))
         flat = ctx.bb.emit(relax.op.reshape(args[0], [m_dim, k]))
-        y = ctx.bb.emit(dispatch_call(ctx.bb, table, func, flat, args[1], self.columns))
+        y = ctx.flat_dispatch(table, func, flat, args[1], self.columns)
         return ctx.bb.emit(relax.op.reshape(y, ctx.shape(0)))
