@@ -269,11 +269,11 @@ def training_groups(samples: list[Sample], exclude_targets: Collection[str] = ()
                     ) -> list[tuple[np.ndarray, np.ndarray]]:  # fmt: skip
     """(features, seconds) of each training kernel per target: one ranking group per (kernel,
     target). Held-out kernels and targets in `exclude_targets` (`target_label`s) are left out."""
-    return [
-        (s.features, s.seconds)
-        for s in samples
-        if not s.held_out and s.target not in exclude_targets
-    ]
+    return [(s.features, s.seconds) for s in _training_samples(samples, exclude_targets)]
+
+
+def _training_samples(samples: list[Sample], exclude_targets: Collection[str]) -> list[Sample]:
+    return [s for s in samples if not s.held_out and s.target not in exclude_targets]
 
 
 def train(samples: list[Sample], rounds: int, exclude_targets: Collection[str] = ()) -> Any:
@@ -314,7 +314,7 @@ def main(argv: list[str] | None = None) -> None:
     samples = load_samples(directory)
     booster = train(samples, args.rounds, args.exclude_target)
     save_atomic(booster, args.output)
-    trained = [s for s in samples if not s.held_out and s.target not in args.exclude_target]
+    trained = _training_samples(samples, args.exclude_target)
     per_target = dict(sorted(Counter(s.target for s in trained).items()))
     log.info("trained on %d kernels %s (%d held out) -> %s", len(trained), per_target,
              sum(s.held_out for s in samples), args.output)  # fmt: skip

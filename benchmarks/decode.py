@@ -215,13 +215,14 @@ def _dispatch_cases(
 def _flat_program(m: Any, w: np.ndarray, table: tuple[tuple[int, str], ...]) -> Any:
     """The executor of x[m, K] @ w as one flat_matmul with `table` (m an int or a symbol)."""
     from ember.api import compile_graph
+    from ember.codegen.flat_gemm import PANEL
     from ember.ir import Builder
     from ember.ir.ops import FlatMatMul, pack_panels
 
     k, n = w.shape
     b = Builder("linear")
     x = b.input((m, k), "float32", "x")
-    b.output(b.emit(FlatMatMul(columns=n, dispatch=table), x, b.const(pack_panels(w, 32))))
+    b.output(b.emit(FlatMatMul(columns=n, dispatch=table), x, b.const(pack_panels(w, PANEL))))
     return compile_graph(b.build(), "llvm", (), cache=False).executor
 
 

@@ -33,6 +33,7 @@ from ember.ir.ops import (
     Reshape,
     Softmax,
     Transpose,
+    static_after_batch,
 )
 from ember.passes.registry import graph_pass
 
@@ -129,7 +130,7 @@ def match_site(view: Builder | Graph, node: Node) -> AttentionSite | None:
     if soft is None or not isinstance(soft.op, Softmax) or soft.op.axis not in (3, -1):
         return None
     scores = soft.inputs[0]
-    static = scores.type.rank == 4 and all(isinstance(d, int) for d in scores.type.shape[1:])
+    static = scores.type.rank == 4 and static_after_batch(scores.type)
     scaled = _scaled(view, scores) if static else None  # the batch may be symbolic
     if scaled is None:
         return None

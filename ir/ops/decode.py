@@ -18,7 +18,7 @@ from ember.ir.op import Op, register_op
 from ember.ir.ops.packed import PackedMatMul, unpack_panels
 from ember.ir.types import DType, TensorType
 
-__all__ = ["FLAT_KERNELS", "AsyncAttention", "FlatMatMul", "dispatch_kernel"]
+__all__ = ["FLAT_KERNELS", "AsyncAttention", "FlatMatMul", "dispatch_kernel", "static_after_batch"]
 
 FLAT_KERNELS = ("gemv", "flat", "gemm")
 
@@ -43,7 +43,7 @@ class AsyncAttention(Op):
         if self.parts not in (1, 2) or len(kv) != 2 * self.parts:
             raise self.error(f"takes 1 or 2 key/value parts, got parts={self.parts}, {len(kv)}")
         shapes = [q, bias, *kv]
-        if any(t.rank != 4 or not _static_after_batch(t) or t.dtype is not DType.float32
+        if any(t.rank != 4 or not static_after_batch(t) or t.dtype is not DType.float32
                for t in shapes):  # fmt: skip
             raise self.error(
                 f"needs float32 rank-4 operands, static but for the batch, got "
@@ -91,7 +91,8 @@ class AsyncAttention(Op):
         return ctx.bb.emit(relax.call_tir(combine, [*operands, *pieces], out))
 
 
-def _static_after_batch(t: TensorType) -> bool:
+def static_after_batch(t: TensorType) -> bool:
+    """Whether every dim of `t` but the first (the batch) is static, as async_attention needs."""
     return all(isinstance(d, int) for d in t.shape[1:])
 
 
@@ -146,7 +147,6 @@ class FlatMatMul(Op):
         k = int(x.type.shape[-1])
         panels, _, panel = (int(d) for d in packed.type.shape)
         (func,) = ctx.kernels("flat_gemm", table, m, k, panels, panel, self.columns)
-        m_dim = m if static else ctx.dim(math.prod(rows))
-        flat = ctx.bb.emit(relax.op.reshape(args[0], [m_dim, k]))
+        flat = ctx.bb.emit(relax.op.reshape(args[0], [ctx.dim(math.prod(rows)), k]))
         y = ctx.flat_dispatch(table, func, flat, args[1], self.columns)
         return ctx.bb.emit(relax.op.reshape(y, ctx.shape(0)))
