@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 import torch.utils._pytree as pytree
@@ -36,6 +36,7 @@ class Block:
         self.kernels: dict[tuple[tuple[ArgKind, ...], bool], Kernel] = {}
         self._examples: tuple[torch.Tensor | None, ...] = ()
         self._out_form: type | None = None  # LazyValue or tuple: skips pytree for plain returns
+        self._out_slots: tuple[tuple[int, ArgSpec], ...] = ()
 
     def __repr__(self) -> str:
         return f"ab.block({self.name})"
@@ -46,23 +47,25 @@ class Block:
             return self.fn(*args)
         if self.arg_specs is None:
             self._first_call(args, tuple(self._spec_of(i, a) for i, a in enumerate(args)))
-        elif not self._matches(args):
-            self._mismatch(tuple(self._spec_of(i, a) for i, a in enumerate(args)))
         return runtime.record(self, args)
 
-    def _matches(self, args: tuple[Any, ...]) -> bool:
-        """Fast check of `args` against the signature (this runs once per recorded call)."""
+    def depth_of(self, args: tuple[Any, ...], round_: int) -> int:
+        """Check `args` against the signature; the depth of a call on them: 1 + the deepest
+        input still pending in round `round_` (0 if none). One loop: it runs once per call."""
         specs = self.arg_specs
         assert specs is not None
         if len(args) != len(specs):
-            return False
+            self._mismatch(tuple(self._spec_of(i, a) for i, a in enumerate(args)))
+        depth = 0
         for a, s in zip(args, specs, strict=True):
             if a.__class__ is LazyValue:
                 if a.spec is not s:  # specs are interned (arg_spec)
-                    return False
+                    self._mismatch(tuple(self._spec_of(i, a) for i, a in enumerate(args)))
+                if a.round == round_ and a.depth >= depth:
+                    depth = a.depth + 1
             elif not isinstance(a, torch.Tensor) or a.dtype != s.dtype or a.shape != s.shape:
-                return False
-        return True
+                self._mismatch(tuple(self._spec_of(i, a) for i, a in enumerate(args)))
+        return depth
 
     def _spec_of(self, i: int, a: Any) -> ArgSpec:
         if isinstance(a, LazyValue):
@@ -98,6 +101,7 @@ class Block:
                 f"a block must return a tensor or a tuple of tensors"
             )
         self.out_specs = tuple(arg_spec(tuple(x.shape), x.dtype) for x in leaves)
+        self._out_slots = tuple(enumerate(self.out_specs))
         if not all(s.batchable for s in self.out_specs):
             raise AutobatchError(
                 f"block {self.name} returned {[str(s) for s in self.out_specs]}; each output "
@@ -114,7 +118,7 @@ class Block:
         elif type(out) is tuple and all(isinstance(x, torch.Tensor) for x in out):
             self._out_form = tuple
 
-    def _mismatch(self, specs: tuple[ArgSpec, ...]) -> None:
+    def _mismatch(self, specs: tuple[ArgSpec, ...]) -> NoReturn:
         assert self.arg_specs is not None
         expected = [str(s) for s in self.arg_specs]
         if len(specs) != len(self.arg_specs):
@@ -129,6 +133,9 @@ class Block:
                     f"with {want}; a block keeps one per-instance signature (make one block per "
                     f"shape)"
                 )
+        raise AutobatchError(
+            f"block {self.name} called with {list(map(str, specs))}, not {expected}"
+        )
 
     def kernel(self, kinds: tuple[ArgKind, ...], coarsen: bool) -> Kernel:
         """The batched kernel for this way of passing the arguments (compiled once)."""
@@ -144,7 +151,7 @@ class Block:
 
     def wrap(self, call: Any, depth: int, round_: int) -> Any:
         """The call's outputs as LazyValues, in the structure the block returns."""
-        values = [LazyValue(call, i, s, depth, round_) for i, s in enumerate(self.out_specs)]
+        values = [LazyValue(call, i, s, depth, round_) for i, s in self._out_slots]
         form = self._out_form
         if form is tuple:
             return tuple(values)

@@ -4,11 +4,16 @@ are recorded lazily with their depth computed inline (1 + the deepest pending in
 the scheduler launches one batched kernel per group in depth order, then the stopped instances
 run again: their earlier block calls are replayed from the record (same order, same results),
 so they continue exactly where they stopped, with no threads or coroutines.
+
+Python's cyclic garbage collector is paused for the run: recording makes a few objects per block
+call (a `Call`, its `LazyValue`s), none in cycles, and the collector's repeated scans of them
+took about as long as the recording itself (TreeLSTM, 2,466 calls: 28 ms -> 15 ms median).
 """
 
 from __future__ import annotations
 
 import contextvars
+import gc
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -63,10 +68,8 @@ class Runtime:
                     f"instance (it is re-run after each value it reads)"
                 )
             return block.wrap(call, call.depth, call.round)
-        depth, round_ = 0, self.round
-        for a in args:  # inline depth: 1 + the deepest input still pending in this round
-            if a.__class__ is LazyValue and a.round == round_ and a.depth >= depth:
-                depth = a.depth + 1
+        round_ = self.round
+        depth = block.depth_of(args, round_)  # inline depth, with the signature check
         call = Call(block, args, depth, round_)
         group = self.groups.get((block, depth))
         if group is None:
@@ -155,11 +158,15 @@ def run(fn: Callable[[Any], Any], instances: Iterable[Any], *, coarsen: bool = T
     body = add_ghosts(fn) if ghosts else fn
     states = [_Instance(x) for x in instances]
     token = _ACTIVE.set(runtime)
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         runtime.run_instances(body, states)
         results = [_materialize(s.result) for s in states]
     finally:
         _ACTIVE.reset(token)
+        if collecting:
+            gc.enable()
     if stats is not None:
         stats.__dict__.update(runtime.stats.__dict__)
     return results

@@ -38,9 +38,7 @@ VOCAB = 1000
 # ---- ember / eager programs (the same function runs eagerly outside ab.run) ----
 
 
-def treelstm(leaf_cell: LeafCell, node_cell: NodeCell) -> Callable[[Any], Any]:
-    leaf, node = ab.block(leaf_cell), ab.block(node_cell)
-
+def treelstm(leaf: Callable[..., Any], node: Callable[..., Any]) -> Callable[[Any], Any]:
     def encode(tree: Any) -> Any:
         if isinstance(tree, int):
             return leaf(torch.tensor([tree]))
@@ -218,11 +216,13 @@ def main() -> None:
     rows: list[Row] = []
 
     leaf, node = LeafCell(HIDDEN, VOCAB).eval(), NodeCell(HIDDEN).eval()
-    encode = treelstm(leaf, node)
+    encode = treelstm(ab.block(leaf), ab.block(node))
     if args.breakdown:
         rng = random.Random(0)
         trees = [random_tree(rng.randint(8, 32), rng, VOCAB) for _ in range(64)]
-        _breakdown(encode, trees, dynet_treelstm(dy, leaf, node) if dy else None, args.repeat)
+        dy_run = dynet_treelstm(dy, leaf, node) if dy else None
+        _breakdown(encode, trees, dy_run, args.repeat)
+        _floor(leaf, node, trees, args.repeat)
         return
     for n in (8, 64):
         rng = random.Random(0)
@@ -244,10 +244,10 @@ def main() -> None:
 def _breakdown(encode: Callable[[Any], Any], trees: list[Any],
                dy_run: Callable[[list[Any]], Any] | None, repeat: int) -> None:  # fmt: skip
     """Median split of ab.run into recording (Python), launch glue and kernels; each ember run
-    is followed by a DyNet run of the same trees (same load)."""
+    is followed by a DyNet run and an eager run of the same trees (same load)."""
     ab.run(encode, trees)
     parts: dict[str, list[float]] = {"total": [], "record": [], "glue": [], "kernel": []}
-    dynet: list[float] = []
+    others: dict[str, list[float]] = {"dynet": [], "eager": []}
     for _ in range(repeat):
         stats = ab.Stats()
         start = time.perf_counter()
@@ -258,15 +258,64 @@ def _breakdown(encode: Callable[[Any], Any], trees: list[Any],
         parts["glue"].append(stats.launch_s - stats.kernel_s)
         parts["kernel"].append(stats.kernel_s)
         if dy_run is not None:
-            start = time.perf_counter()
-            dy_run(trees)
-            dynet.append(time.perf_counter() - start)
+            others["dynet"].append(_timed(lambda: dy_run(trees)))
+        with torch.no_grad():
+            others["eager"].append(_timed(lambda: [encode(t) for t in trees]))
     print(f"treelstm 64 trees h{HIDDEN}, medians of {repeat} (ms):")
     for name, values in parts.items():
         print(f"  ember {name:<7} {1e3 * statistics.median(values):8.1f}")
-    if dynet:
-        ratio = statistics.median(dynet) / statistics.median(parts["total"])
-        print(f"  dynet         {1e3 * statistics.median(dynet):8.1f}  (ember {ratio:.2f}x faster)")
+    for name, values in others.items():
+        if values:
+            ratio = statistics.median(values) / statistics.median(parts["total"])
+            print(
+                f"  {name:<13} {1e3 * statistics.median(values):8.1f}  (ember {ratio:.2f}x faster)"
+            )
+
+
+def _timed(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _floor(leaf: LeafCell, node: NodeCell, trees: list[Any], repeat: int) -> None:
+    """What any auto-batcher of `encode` on this machine pays at least: the instance's own Python
+    (`encode` with blocks that return at once) plus PyTorch's kernels on the batched groups
+    (one LeafCell call on every leaf, one NodeCell call per depth: perfect batching, no gathers,
+    no bookkeeping)."""
+    out = (torch.zeros(1, HIDDEN), torch.zeros(1, HIDDEN))
+    plain = treelstm(lambda _token: out, lambda *_children: out)
+    depths: list[int] = []
+
+    def depth(tree: Any) -> int:
+        if isinstance(tree, int):
+            return 0
+        d = 1 + max(depth(tree[0]), depth(tree[1]))
+        depths.append(d)
+        return d
+
+    for t in trees:
+        depth(t)
+    tokens = torch.tensor([x for t in trees for x in _leaves(t)])
+    batches = [[torch.randn(depths.count(d), HIDDEN) for _ in range(4)]
+               for d in sorted(set(depths))]  # fmt: skip
+
+    def batched() -> None:
+        leaf(tokens)
+        for children in batches:
+            node(*children)
+
+    with torch.no_grad():
+        python = statistics.median(_timed(lambda: [plain(t) for t in trees]) for _ in range(repeat))
+        batched()
+        kernels = statistics.median(_timed(batched) for _ in range(repeat))
+    print(f"floor (ms): instance Python alone {1e3 * python:.1f} + PyTorch on the batched groups "
+          f"({len(tokens)} leaves, {len(batches)} node depths) {1e3 * kernels:.1f} = "
+          f"{1e3 * (python + kernels):.1f}")  # fmt: skip
+
+
+def _leaves(tree: Any) -> list[int]:
+    return [tree] if isinstance(tree, int) else _leaves(tree[0]) + _leaves(tree[1])
 
 
 def _other_models(dy: Any, repeat: int) -> list[Row]:

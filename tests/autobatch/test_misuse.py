@@ -89,3 +89,22 @@ def test_ghost_pass_leaves_balanced_and_returning_branches() -> None:
 
     assert add_ghosts(balanced) is balanced
     assert add_ghosts(returning) is returning
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_run_restores_the_garbage_collector(enabled: bool) -> None:
+    """ab.run pauses Python's cyclic GC while it records; the caller's setting comes back, also
+    when the run fails."""
+    import gc
+
+    blk = ab.block(nn.Linear(4, 4), name="proj")
+    was = gc.isenabled()
+    try:
+        gc.enable() if enabled else gc.disable()
+        assert ab.run(lambda _: gc.isenabled(), [0]) == [False]
+        assert gc.isenabled() is enabled
+        with pytest.raises(ab.AutobatchError, match="block proj"):
+            ab.run(lambda x: blk(x), [torch.zeros(1, 4), torch.zeros(1, 5)])
+        assert gc.isenabled() is enabled
+    finally:
+        gc.enable() if was else gc.disable()
