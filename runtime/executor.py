@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ember.errors import EmberError
+from ember.runtime.threads import size_thread_pool
 
 __all__ = ["Executor", "device_for", "to_tvm"]
 
@@ -48,6 +49,7 @@ class Executor:
         target dict) only makes the error for a missing GPU name its arch."""
         from tvm.runtime.vm import VirtualMachine
 
+        size_thread_pool()
         self.executable = executable
         self.device = device_for(executable, target, device)
         self.vm = VirtualMachine(executable, self.device)

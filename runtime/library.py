@@ -19,6 +19,7 @@ from typing import Any
 
 from ember.errors import ArtifactError
 from ember.runtime.metadata import SYMBOL, Metadata
+from ember.runtime.threads import size_thread_pool
 
 __all__ = ["KDL_CPU", "ffi", "open_library", "read_metadata"]
 
@@ -32,6 +33,7 @@ _PROGRAM_HEADER = struct.Struct("<8xQ16xQ")  # Elf64_Phdr: p_offset and p_filesz
 @cache
 def ffi() -> Any:
     """The `tvm_ffi` module with the TVM runtime library loaded."""
+    size_thread_pool()
     hide_torch = "torch" not in sys.modules
     if hide_torch:  # tvm_ffi imports torch eagerly only to speed up torch DLPack: not needed here
         sys.modules["torch"] = None  # type: ignore[assignment]

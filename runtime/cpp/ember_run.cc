@@ -8,6 +8,7 @@
 // output to the matching --out file as .npy. Exit codes: 0 ok, 1 model or input error, 2 usage.
 #include <dlfcn.h>
 #include <elf.h>
+#include <sched.h>
 #include <tvm/ffi/container/array.h>
 #include <tvm/ffi/container/map.h>
 #include <tvm/ffi/container/tensor.h>
@@ -25,6 +26,7 @@
 #include <iostream>
 #include <iterator>
 #include <map>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -302,7 +304,27 @@ Args ParseArgs(int argc, char** argv) {
   return args;
 }
 
+// TVM sizes its thread pool, unless TVM_NUM_THREADS or OMP_NUM_THREADS is set, as half the logical
+// CPUs on x86 (it assumes two hyper-threads per core): use every physical core this process may
+// run on instead, as ember's Python runtime does (runtime/threads.py).
+void SizeThreadPool() {
+  if (std::getenv("TVM_NUM_THREADS") != nullptr || std::getenv("OMP_NUM_THREADS") != nullptr) return;
+  cpu_set_t allowed;
+  if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0) return;
+  std::set<std::string> cores;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (!CPU_ISSET(cpu, &allowed)) continue;
+    std::string topology = "/sys/devices/system/cpu/cpu" + std::to_string(cpu) + "/topology/";
+    std::ifstream package(topology + "physical_package_id"), core(topology + "core_id");
+    std::string package_id, core_id;
+    // no sysfs topology: count logical CPUs
+    cores.insert(package >> package_id && core >> core_id ? package_id + "/" + core_id : std::to_string(cpu));
+  }
+  if (!cores.empty()) setenv("TVM_NUM_THREADS", std::to_string(cores.size()).c_str(), 0);
+}
+
 int Run(const Args& args) {
+  SizeThreadPool();
   ffi::json::Object meta = ReadMetadata(args.model);
   std::vector<ffi::Tensor> inputs;
   for (const std::string& path : args.inputs) inputs.push_back(ReadNpy(path));
