@@ -7,6 +7,8 @@
 
 `compare` interleaves the implementations (one call of each per round), so load from other
 processes on a shared machine hits every implementation alike and the ratios stay meaningful.
+Importing it sizes TVM's thread pool to the physical cores (`ember.runtime.threads`) before any
+kernel runs, so TVM baselines and ember use the same cores whichever runs first.
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ember.runtime.threads import size_thread_pool
+
+size_thread_pool()
 
 _SETTLE_S = 0.01  # pause between blocks so the previous implementation's spinning threads sleep
 
@@ -134,6 +140,7 @@ def environment() -> dict[str, Any]:
         if hasattr(os, "sched_getaffinity")
         else os.cpu_count(),
         "cpu": _cpu_name(),
+        "tvm_threads": os.environ.get("TVM_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS"),
         "commit": _git_commit(),
     }
     for module in ("numpy", "torch", "tvm"):
