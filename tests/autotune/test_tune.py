@@ -7,9 +7,6 @@ the cost models; remote measurement through a real RPC tracker and server on loo
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -29,6 +26,7 @@ from ember.errors import TuningError
 from ember.ir import Builder, Graph, sym
 from ember.ir.ops import Add, Exp, MatMul, Softmax
 from ember.runtime import Executor
+from tests.service._processes import RPC_KEY, rpc_tracker
 
 pytest.importorskip("xgboost")
 
@@ -217,74 +215,13 @@ def test_gpu_tuning_needs_a_remote_device(rng):
         tune(_linear(rng), "cuda", trials=4, database=ms.database.MemoryDatabase())
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
-def rpc_device() -> Iterator[Tracker]:
-    """A real `tvm.exec.rpc_tracker` and `rpc_server` on loopback, stopped after the test."""
-    port = _free_port()
-    tracker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tvm.exec.rpc_tracker",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--port-end",
-            str(port + 1),
-        ]
-    )
-    server = None
-    try:
-        _wait_for_port(port, tracker)
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tvm.exec.rpc_server",
-                "--host",
-                "127.0.0.1",
-                "--tracker",
-                f"127.0.0.1:{port}",
-                "--key",
-                "ember-test",
-            ]
-        )
-        _wait_for_server(port, "ember-test")
-        yield Tracker("127.0.0.1", port, "ember-test")
-    finally:
-        for process in (server, tracker):
-            if process is not None:
-                process.terminate()
-                process.wait(timeout=30)
-
-
-def _wait_for_port(port: int, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and process.poll() is None:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"RPC tracker did not listen on {port}")
-
-
-def _wait_for_server(port: int, key: str) -> None:
-    from tvm import rpc
-
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        summary = rpc.connect_tracker("127.0.0.1", port).summary()
-        if any(key in str(queue) for queue in summary.get("server_info", [])):
-            return
-        time.sleep(0.5)
-    raise RuntimeError(f"no RPC server registered {key!r} with the tracker")
+def rpc_device(tmp_path: Path) -> Iterator[Tracker]:
+    """A real `tvm.exec.rpc_tracker` and `rpc_server` on loopback, stopped with their children
+    (the server runs its loop in a `tvm.exec.popen_worker`) after the test."""
+    with rpc_tracker(tmp_path) as address:
+        host, port = address.rsplit(":", 1)
+        yield Tracker(host, int(port), RPC_KEY)
 
 
 def test_remote_measurement_through_rpc_tracker(rpc_device, rng):
