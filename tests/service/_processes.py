@@ -17,7 +17,17 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["RPC_KEY", "TOKEN", "Server", "free_port", "rpc_tracker", "service", "start", "stop", "worker"]
+__all__ = [
+    "RPC_KEY",
+    "TOKEN",
+    "Server",
+    "free_port",
+    "rpc_tracker",
+    "service",
+    "start",
+    "stop",
+    "worker",
+]
 
 TOKEN = "test-token-0123456789"
 RPC_KEY = "ember-service-test"
