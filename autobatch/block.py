@@ -36,7 +36,6 @@ class Block:
         self.kernels: dict[tuple[tuple[ArgKind, ...], bool], Kernel] = {}
         self._examples: tuple[torch.Tensor | None, ...] = ()
         self._out_form: type | None = None  # LazyValue or tuple: skips pytree for plain returns
-        self._out_slots: tuple[tuple[int, ArgSpec], ...] = ()
 
     def __repr__(self) -> str:
         return f"ab.block({self.name})"
@@ -55,16 +54,16 @@ class Block:
         specs = self.arg_specs
         assert specs is not None
         if len(args) != len(specs):
-            self._mismatch(tuple(self._spec_of(i, a) for i, a in enumerate(args)))
+            self._mismatch(args)
         depth = 0
         for a, s in zip(args, specs, strict=True):
             if a.__class__ is LazyValue:
                 if a.spec is not s:  # specs are interned (arg_spec)
-                    self._mismatch(tuple(self._spec_of(i, a) for i, a in enumerate(args)))
+                    self._mismatch(args)
                 if a.round == round_ and a.depth >= depth:
                     depth = a.depth + 1
             elif not isinstance(a, torch.Tensor) or a.dtype != s.dtype or a.shape != s.shape:
-                self._mismatch(tuple(self._spec_of(i, a) for i, a in enumerate(args)))
+                self._mismatch(args)
         return depth
 
     def _spec_of(self, i: int, a: Any) -> ArgSpec:
@@ -101,7 +100,6 @@ class Block:
                 f"a block must return a tensor or a tuple of tensors"
             )
         self.out_specs = tuple(arg_spec(tuple(x.shape), x.dtype) for x in leaves)
-        self._out_slots = tuple(enumerate(self.out_specs))
         if not all(s.batchable for s in self.out_specs):
             raise AutobatchError(
                 f"block {self.name} returned {[str(s) for s in self.out_specs]}; each output "
@@ -118,8 +116,10 @@ class Block:
         elif type(out) is tuple and all(isinstance(x, torch.Tensor) for x in out):
             self._out_form = tuple
 
-    def _mismatch(self, specs: tuple[ArgSpec, ...]) -> NoReturn:
+    def _mismatch(self, args: tuple[Any, ...]) -> NoReturn:
+        """Raise the error naming how `args` differ from the signature."""
         assert self.arg_specs is not None
+        specs = tuple(self._spec_of(i, a) for i, a in enumerate(args))
         expected = [str(s) for s in self.arg_specs]
         if len(specs) != len(self.arg_specs):
             raise AutobatchError(
@@ -151,7 +151,7 @@ class Block:
 
     def wrap(self, call: Any, depth: int, round_: int) -> Any:
         """The call's outputs as LazyValues, in the structure the block returns."""
-        values = [LazyValue(call, i, s, depth, round_) for i, s in self._out_slots]
+        values = [LazyValue(call, i, s, depth, round_) for i, s in enumerate(self.out_specs)]
         form = self._out_form
         if form is tuple:
             return tuple(values)

@@ -286,10 +286,12 @@ def _floor(leaf: LeafCell, node: NodeCell, trees: list[Any], repeat: int) -> Non
     no bookkeeping)."""
     out = (torch.zeros(1, HIDDEN), torch.zeros(1, HIDDEN))
     plain = treelstm(lambda _token: out, lambda *_children: out)
-    depths: list[int] = []
+    leaves: list[int] = []
+    depths: list[int] = []  # of every node: ab.run's (NodeCell, depth) groups
 
     def depth(tree: Any) -> int:
         if isinstance(tree, int):
+            leaves.append(tree)
             return 0
         d = 1 + max(depth(tree[0]), depth(tree[1]))
         depths.append(d)
@@ -297,7 +299,7 @@ def _floor(leaf: LeafCell, node: NodeCell, trees: list[Any], repeat: int) -> Non
 
     for t in trees:
         depth(t)
-    tokens = torch.tensor([x for t in trees for x in _leaves(t)])
+    tokens = torch.tensor(leaves)
     batches = [[torch.randn(depths.count(d), HIDDEN) for _ in range(4)]
                for d in sorted(set(depths))]  # fmt: skip
 
@@ -313,10 +315,6 @@ def _floor(leaf: LeafCell, node: NodeCell, trees: list[Any], repeat: int) -> Non
     print(f"floor (ms): instance Python alone {1e3 * python:.1f} + PyTorch on the batched groups "
           f"({len(tokens)} leaves, {len(batches)} node depths) {1e3 * kernels:.1f} = "
           f"{1e3 * (python + kernels):.1f}")  # fmt: skip
-
-
-def _leaves(tree: Any) -> list[int]:
-    return [tree] if isinstance(tree, int) else _leaves(tree[0]) + _leaves(tree[1])
 
 
 def _other_models(dy: Any, repeat: int) -> list[Row]:
