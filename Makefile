@@ -2,7 +2,7 @@
 PYTHON ?= python3
 STAMP := .venv-ready
 
-$(STAMP): pyproject.toml .ci/install-system-deps.sh
+$(STAMP): pyproject.toml .ci/install-system-deps.sh autobatch/_recorder.c
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	$(PYTHON) -m pip install --quiet -e ".[dev]"
 	PYTHON=$(PYTHON) bash .ci/install-system-deps.sh  # lld-19, PoCL, PostgreSQL for the tests

@@ -1,6 +1,7 @@
 """`block(module)`: a static piece of a dynamic model. Called inside `ab.run` it records a lazy
-call; called anywhere else it runs eagerly. Its per-instance signature is fixed by the first
-call; its batched kernels are compiled on first use, one per way of passing the arguments."""
+call (in C, see _recorder.c); called anywhere else it runs eagerly. Its per-instance signature
+is fixed by the first call; its batched kernels are compiled on first use, one per way of
+passing the arguments."""
 
 from __future__ import annotations
 
@@ -11,18 +12,22 @@ from typing import Any, NoReturn
 import torch
 import torch.utils._pytree as pytree
 
+from ember.autobatch import _recorder
 from ember.autobatch.errors import AutobatchError
 from ember.autobatch.kernel import ArgKind, ArgSpec, Kernel, arg_spec, build_kernel
 from ember.autobatch.lazy import LazyValue
-from ember.autobatch.runtime import active_runtime
 
 __all__ = ["Block", "block"]
 
 log = logging.getLogger(__name__)
 
 
-class Block:
-    """A module or torch function run batched over instances (see `block`)."""
+class Block(_recorder.BlockBase):
+    """A module or torch function run batched over instances (see `block`).
+
+    Calling it is in C (`BlockBase.__call__`, see _recorder.c): outside `ab.run` it calls `fn`;
+    inside it records a lazy call after checking the arguments against `arg_specs`, the
+    signature its first call fixed (`_first_call`); a mismatch calls `_mismatch`."""
 
     def __init__(self, fn: Callable[..., Any], *, name: str | None = None, target: Any = "llvm"):
         if not callable(fn):
@@ -30,41 +35,12 @@ class Block:
         self.fn = fn.eval() if isinstance(fn, torch.nn.Module) else fn
         self.name = name or getattr(fn, "__name__", None) or type(fn).__name__
         self.target = target
-        self.arg_specs: tuple[ArgSpec, ...] | None = None
-        self.out_specs: tuple[ArgSpec, ...] = ()
         self.out_tree: Any = None
         self.kernels: dict[tuple[tuple[ArgKind, ...], bool], Kernel] = {}
         self._examples: tuple[torch.Tensor | None, ...] = ()
-        self._out_form: type | None = None  # LazyValue or tuple: skips pytree for plain returns
 
     def __repr__(self) -> str:
         return f"ab.block({self.name})"
-
-    def __call__(self, *args: Any) -> Any:
-        runtime = active_runtime()
-        if runtime is None:
-            return self.fn(*args)
-        if self.arg_specs is None:
-            self._first_call(args, tuple(self._spec_of(i, a) for i, a in enumerate(args)))
-        return runtime.record(self, args)
-
-    def depth_of(self, args: tuple[Any, ...], round_: int) -> int:
-        """Check `args` against the signature; the depth of a call on them: 1 + the deepest
-        input still pending in round `round_` (0 if none). One loop: it runs once per call."""
-        specs = self.arg_specs
-        assert specs is not None
-        if len(args) != len(specs):
-            self._mismatch(args)
-        depth = 0
-        for a, s in zip(args, specs, strict=True):
-            if a.__class__ is LazyValue:
-                if a.spec is not s:  # specs are interned (arg_spec)
-                    self._mismatch(args)
-                if a.round == round_ and a.depth >= depth:
-                    depth = a.depth + 1
-            elif not isinstance(a, torch.Tensor) or a.dtype != s.dtype or a.shape != s.shape:
-                self._mismatch(args)
-        return depth
 
     def _spec_of(self, i: int, a: Any) -> ArgSpec:
         if isinstance(a, LazyValue):
@@ -76,9 +52,10 @@ class Block:
             f"(make Python values tensors, or close over them in the module)"
         )
 
-    def _first_call(self, args: tuple[Any, ...], specs: tuple[ArgSpec, ...]) -> None:
+    def _first_call(self, args: tuple[Any, ...]) -> None:
         """Fix the signature: run the block eagerly once on zeros/this call's concrete tensors to
         learn its outputs and to report misuse with the block's name."""
+        specs = tuple(self._spec_of(i, a) for i, a in enumerate(args))
         examples = tuple(None if isinstance(a, LazyValue) else a for a in args)
         probe = [
             torch.zeros(s.shape, dtype=s.dtype) if e is None else e
@@ -112,9 +89,9 @@ class Block:
             )
         self.arg_specs, self.out_tree, self._examples = specs, tree, examples
         if isinstance(out, torch.Tensor):
-            self._out_form = LazyValue
+            self.out_form = _recorder.FORM_TENSOR
         elif type(out) is tuple and all(isinstance(x, torch.Tensor) for x in out):
-            self._out_form = tuple
+            self.out_form = _recorder.FORM_TUPLE
 
     def _mismatch(self, args: tuple[Any, ...]) -> NoReturn:
         """Raise the error naming how `args` differ from the signature."""
@@ -149,15 +126,9 @@ class Block:
             self.kernels[key] = found
         return found
 
-    def wrap(self, call: Any, depth: int, round_: int) -> Any:
-        """The call's outputs as LazyValues, in the structure the block returns."""
-        values = [LazyValue(call, i, s, depth, round_) for i, s in enumerate(self.out_specs)]
-        form = self._out_form
-        if form is tuple:
-            return tuple(values)
-        if form is LazyValue:
-            return values[0]
-        return pytree.tree_unflatten(values, self.out_tree)
+    def _unflatten(self, values: tuple[LazyValue, ...]) -> Any:
+        """A call's outputs in the (nested) structure the block returns."""
+        return pytree.tree_unflatten(list(values), self.out_tree)
 
 
 def block(fn: Callable[..., Any], *, name: str | None = None, target: Any = "llvm") -> Block:

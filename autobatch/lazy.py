@@ -1,6 +1,7 @@
-"""Lazy block results: `Call` (one recorded block call of one instance) and `LazyValue` (one of
-its outputs). Reading a value (`.item()`, `bool()`, a torch op, ...) forces it: inside `ab.run`
-the instance is suspended until the scheduler has computed it (see runtime.py)."""
+"""Lazy block results: `Call` (one recorded block call of one instance, defined in _recorder.c)
+and `LazyValue` (one of its outputs). Reading a value (`.item()`, `bool()`, a torch op, ...)
+forces it: inside `ab.run` the instance is suspended until the scheduler has computed it (see
+runtime.py)."""
 
 from __future__ import annotations
 
@@ -10,44 +11,23 @@ from typing import Any
 import torch
 import torch.utils._pytree as pytree
 
+from ember.autobatch._recorder import Call, LazyBase
 from ember.autobatch.arena import Buffer
-from ember.autobatch.kernel import ArgSpec
 
 __all__ = ["Call", "LazyValue", "force"]
-
-
-class Call:
-    """A recorded block call: its inputs, inline-computed depth and, once run, where its outputs
-    live: output `slot` is row `outputs[slot][1] + row` of buffer `outputs[slot][0]` (each
-    launch places its outputs in its round's arena, see arena.py)."""
-
-    __slots__ = ("args", "block", "depth", "outputs", "round", "row")
-
-    def __init__(self, block: Any, args: tuple[Any, ...], depth: int, round_: int) -> None:
-        self.block = block
-        self.args = args
-        self.depth = depth
-        self.round = round_
-        self.outputs: list[tuple[Buffer, int]] | None = None  # shared by the launch's calls
-        self.row = 0
 
 
 # Set by runtime.py: makes sure a call has run (suspending the instance if it must wait).
 _force_hook: list[Callable[[Call], None]] = []
 
 
-class LazyValue:
-    """Output `slot` of a recorded block call; `depth` is the call's depth, or more after ghost
-    ops padded it (see ghosts.py). Pass it to other blocks freely; read it and it is computed."""
+class LazyValue(LazyBase):
+    """`LazyValue(call, slot, spec, depth, round)`: output `slot` of a recorded block call;
+    `depth` is the call's depth, or more after ghost ops padded it (see ghosts.py); `round` the
+    round it was recorded in. Pass it to other blocks freely; read it and it is computed.
+    (The data members live in C, see _recorder.c: recording makes thousands of these.)"""
 
-    __slots__ = ("call", "depth", "round", "slot", "spec")
-
-    def __init__(self, call: Call, slot: int, spec: ArgSpec, depth: int, round_: int) -> None:
-        self.call = call
-        self.slot = slot
-        self.spec = spec
-        self.depth = depth
-        self.round = round_
+    __slots__ = ()
 
     @property
     def shape(self) -> torch.Size:

@@ -19,7 +19,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ember.autobatch import lazy
+import torch
+
+from ember.autobatch import _recorder, lazy
 from ember.autobatch.arena import Arena
 from ember.autobatch.errors import AutobatchError
 from ember.autobatch.ghosts import add_ghosts
@@ -40,45 +42,31 @@ class _Suspend(BaseException):
 class _Instance:
     arg: Any
     calls: list[Call] = field(default_factory=list)  # every block call so far, in order
-    cursor: int = 0  # calls replayed in the current run of `fn`
     result: Any = None
 
 
-class Runtime:
-    """Records block calls of the instance being run and launches them group by group."""
+class Runtime(_recorder.RecorderBase):
+    """Records block calls of the instance being run and launches them group by group.
+
+    Recording itself is in C (`RecorderBase`, called by `Block.__call__`): while an instance
+    runs, `calls` is its list and `cursor` counts its calls made so far; a call at a position
+    already recorded is replayed, a new one gets its depth inline and joins its
+    (block, depth) group in `groups`. `round` counts flushes: values of earlier rounds are
+    computed."""
 
     def __init__(self, options: Options) -> None:
         self.options = options
-        self.round = 0  # values recorded in earlier rounds are all computed
-        self.groups: dict[tuple[Any, int], list[Call]] = {}
         self.instance: _Instance | None = None
         self.stats = Stats()
 
-    def record(self, block: Any, args: tuple[Any, ...]) -> Any:
-        """A block call of the current instance: replayed if recorded before, else new."""
-        inst = self.instance
-        assert inst is not None
-        if inst.cursor < len(inst.calls):
-            call = inst.calls[inst.cursor]
-            inst.cursor += 1
-            if call.block is not block:
-                raise AutobatchError(
-                    f"ab.run: instance {inst.arg!r:.60} called {block.name} where its previous "
-                    f"run called {call.block.name}; the function must be deterministic for an "
-                    f"instance (it is re-run after each value it reads)"
-                )
-            return block.wrap(call, call.depth, call.round)
-        round_ = self.round
-        depth = block.depth_of(args, round_)  # inline depth, with the signature check
-        call = Call(block, args, depth, round_)
-        group = self.groups.get((block, depth))
-        if group is None:
-            self.groups[block, depth] = [call]
-        else:
-            group.append(call)
-        inst.calls.append(call)
-        inst.cursor += 1
-        return block.wrap(call, depth, round_)
+    def _diverged(self, block: Any, call: Call) -> None:
+        """Raise: the running instance called `block` where its previous run called another."""
+        assert self.instance is not None
+        raise AutobatchError(
+            f"ab.run: instance {self.instance.arg!r:.60} called {block.name} where its previous "
+            f"run called {call.block.name}; the function must be deterministic for an instance "
+            f"(it is re-run after each value it reads)"
+        )
 
     def force(self, call: Call) -> None:
         """Make `call` computed: suspend the instance reading it, or flush outside instances."""
@@ -102,14 +90,13 @@ class Runtime:
         while pending:
             suspended = []
             for inst in pending:
-                inst.cursor = 0
-                self.instance = inst
+                self.instance, self.calls, self.cursor = inst, inst.calls, 0
                 try:
                     inst.result = fn(inst.arg)
                 except _Suspend:
                     suspended.append(inst)
                 finally:
-                    self.instance = None
+                    self.instance, self.calls = None, None
             self.stats.rounds += 1
             self.flush()
             pending = suspended
@@ -125,6 +112,7 @@ def _force_call(call: Call) -> None:
 
 
 lazy._force_hook.append(_force_call)
+_recorder.setup(_ACTIVE, LazyValue, torch.Tensor)
 
 
 def _materialize(result: Any) -> Any:

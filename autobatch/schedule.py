@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ember.autobatch.arena import Arena, Buffer
+from ember.autobatch import _recorder
+from ember.autobatch.arena import Arena
 from ember.autobatch.errors import AutobatchError
 from ember.autobatch.kernel import ArgKind, ArgSpec
 from ember.autobatch.lazy import Call, LazyValue
@@ -50,24 +51,6 @@ def _idx(rows: list[int]) -> torch.Tensor:
     return torch.tensor(rows, dtype=torch.int64)  # torch's allocator aligns for TVM
 
 
-def _single_source(column: list[Any]) -> tuple[Buffer, list[int]] | None:
-    """The one buffer every value in `column` lives in, and their rows."""
-    first = column[0]
-    if first.__class__ is not LazyValue:
-        return None
-    buffer, _ = first.source()
-    rows = []
-    for a in column:  # LazyValue.source() inlined: this runs for every argument of every call
-        if a.__class__ is not LazyValue:
-            return None
-        call = a.call
-        b, first_row = call.outputs[a.slot]
-        if b is not buffer:
-            return None
-        rows.append(first_row + call.row)
-    return buffer, rows
-
-
 def _stage(column: list[Any], spec: ArgSpec, stats: Stats) -> torch.Tensor:
     """Copy the column into one contiguous batch: one gather per producer buffer, one stack of
     the Python-made tensors."""
@@ -93,14 +76,18 @@ def _stage(column: list[Any], spec: ArgSpec, stats: Stats) -> torch.Tensor:
     return staged
 
 
-def _batched_arg(column: list[Any], spec: ArgSpec, options: Options, stats: Stats) -> list[Any]:
-    """The kernel inputs for one per-instance argument: (buffer, rows) or a contiguous batch."""
-    found = _single_source(column) if options.gather else None
-    if found is not None:
-        stats.rows_in_place += len(column)
-        return [found[0].device(), _idx(found[1])]
-    staged = _stage(column, spec, stats)
-    return [staged, torch.arange(len(column))] if options.gather else [staged]
+def _batched_arg(calls: list[Call], j: int, spec: ArgSpec, options: Options,
+                 stats: Stats) -> list[Any]:  # fmt: skip
+    """The kernel inputs for argument `j`: (buffer, rows) if every call's value is in one
+    buffer, else a contiguous batch."""
+    if options.gather:
+        rows = torch.empty(len(calls), dtype=torch.int64)  # torch's allocator aligns for TVM
+        buffer = _recorder.rows(calls, j, rows.data_ptr())
+        if buffer is not None:
+            stats.rows_in_place += len(calls)
+            return [buffer.device(), rows]
+    staged = _stage([c.args[j] for c in calls], spec, stats)
+    return [staged, torch.arange(len(calls))] if options.gather else [staged]
 
 
 def launch(block: Any, calls: list[Call], options: Options, stats: Stats, arena: Arena) -> None:
@@ -110,12 +97,10 @@ def launch(block: Any, calls: list[Call], options: Options, stats: Stats, arena:
     kinds: list[ArgKind] = []
     inputs: list[Any] = []
     for j, spec in enumerate(block.arg_specs):
-        column = [c.args[j] for c in calls]
-        first = column[0]
-        same = not isinstance(first, LazyValue) and all(a is first for a in column)
-        if same and (options.taint or not spec.batchable):
+        same = _recorder.same(calls, j)  # the one tensor every call passed, if so
+        if same is not None and (options.taint or not spec.batchable):
             kinds.append(ArgKind.SHARED if spec.batchable else ArgKind.FIXED)
-            inputs.append(first)
+            inputs.append(same)
             stats.shared_args += 1
         elif not spec.batchable:
             raise AutobatchError(
@@ -125,7 +110,7 @@ def launch(block: Any, calls: list[Call], options: Options, stats: Stats, arena:
             )
         else:
             kinds.append(ArgKind.GATHER if options.gather else ArgKind.BATCH)
-            inputs.extend(_batched_arg(column, spec, options, stats))
+            inputs.extend(_batched_arg(calls, j, spec, options, stats))
     if not any(k in (ArgKind.GATHER, ArgKind.BATCH) for k in kinds):
         _batch_first_shared(kinds, inputs, len(calls), options)
     kernel = block.kernel(tuple(kinds), options.coarsen)
@@ -139,9 +124,7 @@ def launch(block: Any, calls: list[Call], options: Options, stats: Stats, arena:
         buffer.host[first : first + n] = np.from_dlpack(result)
         outputs.append((buffer, first))
     stats.rows_out += n * len(outputs)
-    for row, call in enumerate(calls):
-        call.outputs = outputs
-        call.row = row
+    _recorder.finish(calls, outputs)  # call i's outputs are row i of each
     stats.launches += 1
     stats.calls += len(calls)
 
