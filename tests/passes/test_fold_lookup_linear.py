@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+import ember
+from ember.ir import Builder, Graph, sym
+from ember.ir.ops import Add, Gather, MatMul, Mul
+from ember.passes.fold_lookup_linear import fold_lookup_linear
+from tests.helpers import check_pass
+
+rng = np.random.default_rng(0)
+E = rng.standard_normal((6, 4)).astype(np.float32)
+W = rng.standard_normal((4, 5)).astype(np.float32)
+BIAS = rng.standard_normal(5).astype(np.float32)
+
+
+def _lookup_linear(table: np.ndarray = E, shift: np.ndarray = BIAS) -> Graph:
+    """gather(table, i) @ W + shift, with i of a symbolic length."""
+    b = Builder()
+    i = b.input((sym("n"),), "int64", name="i")
+    rows = b.emit(Gather(axis=0), b.const(table), i)
+    b.output(b.emit(Add(), b.emit(MatMul(), rows, b.const(W)), b.const(shift)))
+    return b.build()
+
+
+def _folded(table: np.ndarray) -> Graph:
+    b = Builder()
+    i = b.input((sym("n"),), "int64", name="i")
+    b.output(b.emit(Gather(axis=0), b.const(table), i))
+    return b.build()
+
+
+def test_lookup_then_linear_becomes_one_lookup():
+    after = check_pass(fold_lookup_linear, before=_lookup_linear(), expected=_folded(E @ W + BIAS))
+    (table,) = after.consts.values()
+    np.testing.assert_allclose(table, E @ W + BIAS, rtol=1e-6)
+
+
+def test_tables_over_the_limit_keep_their_matmul():
+    g = _lookup_linear()
+    check_pass(fold_lookup_linear, before=g, expected=g, max_elements=6 * 5 - 1)
+
+
+def test_a_shift_that_differs_by_row_is_kept():
+    """A rank-2 constant broadcast over the looked-up rows is not the same for every row."""
+    b = Builder()
+    i = b.input((3,), "int64", name="i")
+    rows = b.emit(Gather(axis=0), b.const(E), i)
+    b.output(b.emit(Mul(), rows, b.const(rng.standard_normal((3, 4)).astype(np.float32))))
+    g = b.build()
+    check_pass(fold_lookup_linear, before=g, expected=g)
+
+
+def test_a_lookup_into_an_input_is_kept():
+    b = Builder()
+    table = b.input((6, 4), "float32", name="table")
+    i = b.input((3,), "int64", name="i")
+    b.output(b.emit(MatMul(), b.emit(Gather(axis=0), table, i), b.const(W)))
+    g = b.build()
+    check_pass(fold_lookup_linear, before=g, expected=g)
+
+
+class _EmbedProject(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = torch.nn.Embedding(50, 16)
+        self.proj = torch.nn.Linear(16, 24)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.proj(self.emb(tokens)))
+
+
+def test_embedding_then_linear_through_ember_compile():
+    torch.manual_seed(0)
+    model = _EmbedProject().eval()
+    tokens = torch.tensor([[3, 49, 0, 7], [1, 1, 2, 30]])
+    compiled = ember.compile(model, [tokens], cache=False)
+    assert not any(isinstance(n.op, MatMul) for n in compiled.programs[0].graph.nodes)
+    with torch.no_grad():
+        want = model(tokens).numpy()
+    np.testing.assert_allclose(compiled(tokens).numpy(), want, rtol=1e-5, atol=1e-6)
