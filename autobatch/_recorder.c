@@ -12,7 +12,7 @@
      else checks the signature and computes the depth inline (1 + the deepest input pending in
      this round), appends a new `Call` to its (block, depth) group and to the instance's calls.
    - `Call` and `LazyBase` hold what runtime.py and lazy.py read (LazyValue subclasses LazyBase).
-   - `rows`, `same` and `finish` are the scheduler's per-argument loops (schedule.py).
+   - `rows`, `same`, `made` and `finish` are the scheduler's per-argument loops (schedule.py).
 
    Everything Python-visible is a member of these types; nothing here raises an error a user sees
    except through the Python methods named above. */
@@ -556,6 +556,32 @@ static PyObject *same(PyObject *module, PyObject *const *argv, Py_ssize_t argc) 
     return Py_NewRef(first ? first : Py_None);
 }
 
+static PyObject *made(PyObject *module, PyObject *const *argv, Py_ssize_t argc) {
+    Py_ssize_t j;
+    if (argc != 2 || !PyList_Check(argv[0]) || (j = PyLong_AsSsize_t(argv[1])) < 0) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "made(calls: list, j: int)");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(argv[0]);
+    PyObject *column = PyList_New(n);
+    if (column == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *a;
+        if (get_column(argv[0], j, i, &a)) {
+            Py_DECREF(column);
+            return NULL;
+        }
+        if (Py_TYPE(a) == lazy_value) {
+            Py_DECREF(column);
+            Py_RETURN_NONE;
+        }
+        PyList_SET_ITEM(column, i, Py_NewRef(a));
+    }
+    return column;
+}
+
 static PyObject *finish(PyObject *module, PyObject *const *argv, Py_ssize_t argc) {
     if (argc != 2 || !PyList_Check(argv[0]) || !PyList_Check(argv[1])) {
         PyErr_SetString(PyExc_TypeError, "finish(calls: list, outputs: list)");
@@ -594,6 +620,9 @@ static PyMethodDef methods[] = {
      "buffer"},
     {"same", (PyCFunction)(void (*)(void))same, METH_FASTCALL,
      "same(calls, j): argument j if every call passed that same object (not a LazyValue), "
+     "else None"},
+    {"made", (PyCFunction)(void (*)(void))made, METH_FASTCALL,
+     "made(calls, j): argument j of every call, if none is a LazyValue (all made by Python), "
      "else None"},
     {"finish", (PyCFunction)(void (*)(void))finish, METH_FASTCALL,
      "finish(calls, outputs): hand every call of a launch its outputs and row"},

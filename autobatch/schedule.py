@@ -51,9 +51,14 @@ def _idx(rows: list[int]) -> torch.Tensor:
     return torch.tensor(rows, dtype=torch.int64)  # torch's allocator aligns for TVM
 
 
-def _stage(column: list[Any], spec: ArgSpec, stats: Stats) -> torch.Tensor:
-    """Copy the column into one contiguous batch: one gather per producer buffer, one stack of
-    the Python-made tensors."""
+def _stage(calls: list[Call], j: int, spec: ArgSpec, stats: Stats) -> torch.Tensor:
+    """Copy argument j of the calls into one contiguous batch: one gather per producer buffer,
+    one stack of the Python-made tensors."""
+    made_all = _recorder.made(calls, j)
+    if made_all is not None:  # all made by Python (TreeLSTM tokens): stacked in order
+        stats.rows_uploaded += len(made_all)
+        return torch.cat(made_all)
+    column = [c.args[j] for c in calls]
     staged = torch.empty((len(column), *spec.shape[1:]), dtype=spec.dtype)
     by_buffer: dict[int, tuple[torch.Tensor, list[int], list[int]]] = {}
     made: list[tuple[int, torch.Tensor]] = []
@@ -68,9 +73,7 @@ def _stage(column: list[Any], spec: ArgSpec, stats: Stats) -> torch.Tensor:
     for buffer, positions, rows in by_buffer.values():
         staged.index_copy_(0, _idx(positions), buffer.torch.index_select(0, _idx(rows)))
         stats.rows_staged += len(rows)
-    if len(made) == len(column):  # all made by Python (TreeLSTM tokens): stacked in order
-        staged = torch.cat([a for _, a in made])
-    elif made:
+    if made:
         staged.index_copy_(0, _idx([p for p, _ in made]), torch.cat([a for _, a in made]))
     stats.rows_uploaded += len(made)
     return staged
@@ -86,7 +89,7 @@ def _batched_arg(calls: list[Call], j: int, spec: ArgSpec, options: Options,
         if buffer is not None:
             stats.rows_in_place += len(calls)
             return [buffer.device(), rows]
-    staged = _stage([c.args[j] for c in calls], spec, stats)
+    staged = _stage(calls, j, spec, stats)
     return [staged, torch.arange(len(calls))] if options.gather else [staged]
 
 

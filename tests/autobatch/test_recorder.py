@@ -1,0 +1,66 @@
+"""The recording hot path in C (autobatch/_recorder.c): references are released, long chains of
+lazy values are freed without deep C recursion, and its Python-visible state is type-checked."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+import pytest
+import torch
+from torch import nn
+
+import ember.autobatch as ab
+
+
+def test_run_releases_arguments_and_results() -> None:
+    blk = ab.block(nn.Linear(4, 4))
+    ab.run(lambda t: blk(blk(t)), [torch.randn(1, 4)])  # the block keeps its first call's example
+    x = torch.randn(1, 4)
+    arg = weakref.ref(x)
+    out = ab.run(lambda t: blk(blk(t)), [x])
+    result = weakref.ref(out[0])
+    del x, out
+    gc.collect()
+    assert arg() is None
+    assert result() is None
+
+
+def test_a_long_chain_is_freed_without_deep_recursion() -> None:
+    """200,000 chained calls recorded, then the instance fails: the whole record (each call
+    holding the previous call's value) is freed when the error leaves ab.run."""
+    blk = ab.block(torch.tanh, name="tanh")
+
+    def chain(x: torch.Tensor) -> torch.Tensor:
+        for _ in range(200_000):
+            x = blk(x)
+        raise ValueError("stop before launching")
+
+    with pytest.raises(ValueError, match="stop before launching"):
+        ab.run(chain, [torch.zeros(1, 2)])
+
+
+def test_nested_outputs_keep_their_structure() -> None:
+    def cell(x: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        return {"pair": (x + 1, x * 2)}
+
+    blk = ab.block(cell, name="nested")
+    xs = [torch.randn(1, 3) for _ in range(4)]
+    outs = ab.run(lambda x: blk(x), xs)
+    for x, out in zip(xs, outs, strict=True):
+        torch.testing.assert_close(out["pair"][0], x + 1)
+        torch.testing.assert_close(out["pair"][1], x * 2)
+
+
+def test_keyword_arguments_are_rejected_inside_run() -> None:
+    blk = ab.block(torch.tanh, name="tanh")
+    with pytest.raises(TypeError, match=r"ab.block\(tanh\) takes positional tensors only"):
+        ab.run(lambda x: blk(input=x), [torch.zeros(1, 2)])
+
+
+def test_signatures_are_tuples() -> None:
+    blk = ab.block(torch.tanh)
+    with pytest.raises(TypeError, match="out_specs must be a tuple"):
+        blk.out_specs = []
+    with pytest.raises(TypeError, match="arg_specs must be a tuple"):
+        blk.arg_specs = [1]
