@@ -358,12 +358,16 @@ static Py_ssize_t depth_of(BlockObject *block, PyObject *args, Py_ssize_t round)
 
 static PyObject *record(RecorderObject *rt, BlockObject *block, PyObject *args) {
     PyObject *calls = rt->calls;
-    if (!PyList_Check(calls)) {
+    if (calls == NULL || !PyList_Check(calls) || rt->groups == NULL || !PyDict_Check(rt->groups)) {
         PyErr_SetString(PyExc_SystemError, "ab.run: a block was called between instances");
         return NULL;
     }
     if (rt->cursor < PyList_GET_SIZE(calls)) { /* replay: the instance made this call before */
         CallObject *call = (CallObject *)PyList_GET_ITEM(calls, rt->cursor);
+        if (Py_TYPE(call) != &CallType) {
+            PyErr_SetString(PyExc_TypeError, "an instance's record holds Calls only");
+            return NULL;
+        }
         rt->cursor++;
         if (call->block != (PyObject *)block) {
             PyObject *r = PyObject_CallMethodObjArgs((PyObject *)rt, str_diverged, block, call,
@@ -407,6 +411,11 @@ static PyObject *block_call(BlockObject *self, PyObject *args, PyObject *kwargs)
     PyObject *rt;
     if (PyContextVar_Get(active_runtime, Py_None, &rt) < 0)
         return NULL;
+    if (self->fn == NULL) {
+        Py_DECREF(rt);
+        PyErr_Format(PyExc_AttributeError, "%R has no function (its fn was deleted)", self);
+        return NULL;
+    }
     if (rt == Py_None) {
         Py_DECREF(rt);
         return PyObject_Call(self->fn, args, kwargs);
@@ -514,7 +523,7 @@ static PyObject *rows(PyObject *module, PyObject *const *argv, Py_ssize_t argc) 
         LazyObject *v = (LazyObject *)a;
         CallObject *producer = (CallObject *)v->call;
         PyObject *outputs = producer->outputs;
-        if (!PyList_Check(outputs) || v->slot >= PyList_GET_SIZE(outputs)) {
+        if (outputs == NULL || !PyList_Check(outputs) || v->slot >= PyList_GET_SIZE(outputs)) {
             PyErr_Format(PyExc_RuntimeError, "ab.run: an input of argument %zd is not computed",
                          j);
             return NULL;

@@ -64,3 +64,10 @@ def test_signatures_are_tuples() -> None:
         blk.out_specs = []
     with pytest.raises(TypeError, match="arg_specs must be a tuple"):
         blk.arg_specs = [1]
+
+
+def test_a_block_whose_function_was_deleted_raises() -> None:
+    blk = ab.block(torch.tanh, name="tanh")
+    del blk.fn
+    with pytest.raises(AttributeError, match=r"ab.block\(tanh\) has no function"):
+        blk(torch.zeros(1, 2))
