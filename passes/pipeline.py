@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 DEFAULT_PIPELINE: tuple[str, ...] = (
     "canonicalize",  # first: exposes constants hidden behind no-op reshapes/casts
     "fold-constants",
-    "fold-lookup-linear",  # after folding: a Linear's transposed weight is a constant now
+    "fold-table-lookups",  # after folding: a Linear's transposed weight is a constant now
     "strength-reduce",  # after folding: exponents computed from constants are constants now
     "eliminate-common-subexpressions",
     "canonicalize",  # folding and merging create new reshape/transpose chains

@@ -4,9 +4,10 @@ import numpy as np
 import torch
 
 import ember
+from ember.examples.autobatch_models import LeafCell
 from ember.ir import Builder, Graph, sym
-from ember.ir.ops import Add, Gather, MatMul, Mul
-from ember.passes.fold_lookup_linear import fold_lookup_linear
+from ember.ir.ops import Add, Gather, MatMul, Mul, Tanh
+from ember.passes.fold_table_lookups import fold_table_lookups
 from tests.helpers import check_pass
 
 rng = np.random.default_rng(0)
@@ -32,14 +33,14 @@ def _folded(table: np.ndarray) -> Graph:
 
 
 def test_lookup_then_linear_becomes_one_lookup():
-    after = check_pass(fold_lookup_linear, before=_lookup_linear(), expected=_folded(E @ W + BIAS))
+    after = check_pass(fold_table_lookups, before=_lookup_linear(), expected=_folded(E @ W + BIAS))
     (table,) = after.consts.values()
     np.testing.assert_allclose(table, E @ W + BIAS, rtol=1e-6)
 
 
 def test_tables_over_the_limit_keep_their_matmul():
     g = _lookup_linear()
-    check_pass(fold_lookup_linear, before=g, expected=g, max_elements=6 * 5 - 1)
+    check_pass(fold_table_lookups, before=g, expected=g, max_elements=6 * 5 - 1)
 
 
 def test_a_shift_that_differs_by_row_is_kept():
@@ -49,7 +50,7 @@ def test_a_shift_that_differs_by_row_is_kept():
     rows = b.emit(Gather(axis=0), b.const(E), i)
     b.output(b.emit(Mul(), rows, b.const(rng.standard_normal((3, 4)).astype(np.float32))))
     g = b.build()
-    check_pass(fold_lookup_linear, before=g, expected=g)
+    check_pass(fold_table_lookups, before=g, expected=g)
 
 
 def test_a_lookup_into_an_input_is_kept():
@@ -58,7 +59,7 @@ def test_a_lookup_into_an_input_is_kept():
     i = b.input((3,), "int64", name="i")
     b.output(b.emit(MatMul(), b.emit(Gather(axis=0), table, i), b.const(W)))
     g = b.build()
-    check_pass(fold_lookup_linear, before=g, expected=g)
+    check_pass(fold_table_lookups, before=g, expected=g)
 
 
 class _EmbedProject(torch.nn.Module):
@@ -80,3 +81,46 @@ def test_embedding_then_linear_through_ember_compile():
     with torch.no_grad():
         want = model(tokens).numpy()
     np.testing.assert_allclose(compiled(tokens).numpy(), want, rtol=1e-5, atol=1e-6)
+
+
+def _two_lookups(same_index: bool) -> Graph:
+    """tanh(gather(E, i)) * gather(E2, i or j), and gather(E, i) itself as a second output."""
+    b = Builder()
+    i = b.input((sym("n"),), "int64", name="i")
+    j = i if same_index else b.input((sym("n"),), "int64", name="j")
+    rows = b.emit(Gather(axis=0), b.const(E), i)
+    other = b.emit(Gather(axis=0), b.const(E * 2), j)
+    b.output(b.emit(Mul(), b.emit(Tanh(), rows), other), rows)
+    return b.build()
+
+
+def test_row_wise_ops_fold_only_when_nothing_else_reads_the_lookup():
+    """tanh(rows) is not folded: `rows` is also an output, so its table would stay and a second
+    one join it; the product of two lookups folds only when they share their indices."""
+    for same_index in (True, False):
+        g = _two_lookups(same_index)
+        check_pass(fold_table_lookups, before=g, expected=g)
+
+
+def test_elementwise_product_of_lookups_by_the_same_indices_folds():
+    b = Builder()
+    i = b.input((sym("n"),), "int64", name="i")
+    rows = b.emit(Gather(axis=0), b.const(E), i)
+    other = b.emit(Gather(axis=0), b.const(E * 2), i)
+    b.output(b.emit(Mul(), b.emit(Tanh(), rows), other))
+    check_pass(fold_table_lookups, before=b.build(), expected=_folded(np.tanh(E) * (E * 2)))
+
+
+def test_a_treelstm_leaf_becomes_lookups():
+    """Embedding, gates (a Linear), split, sigmoid/tanh and a product fold: c and sigmoid(o) are
+    looked up. h = sigmoid(o) * tanh(c) stays: c is also an output, so tanh(c) is not folded."""
+    torch.manual_seed(0)
+    leaf = LeafCell(hidden=16, vocab=40).eval()
+    tokens = torch.tensor([[3], [39], [0], [7]])
+    compiled = ember.compile(leaf, [tokens], cache=False)
+    ops = {type(n.op).__name__ for n in compiled.programs[0].graph.nodes}
+    assert ops == {"Gather", "Tanh", "Mul"}
+    with torch.no_grad():
+        want = leaf(tokens)
+    for got, expected in zip(compiled(tokens), want, strict=True):
+        np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)

@@ -1,0 +1,112 @@
+"""Row-wise ops on rows looked up from a constant table => one lookup into a folded table:
+
+    f(gather(T, i)) = gather(f(T), i)        (T a constant [V, K], gathered along axis 0)
+
+Row r of `f(gather(T, i))` is `f(T[i[r]])` when f acts on each row alone, so f can run once, on
+the table, at compile time. A token embedding feeding a projection (a TreeLSTM leaf, a factorized
+embedding) then costs a row copy per token instead of K x N multiply-adds. The row-wise ops
+folded here:
+
+- matmul by a constant weight (a Linear), the fold that pays: it replaces the multiply-adds;
+- elementwise ops: unary ones, binary ones with a constant that is the same for every row
+  (rank <= 1, e.g. a bias) or with another lookup by the same indices (`sigmoid(i) * tanh(u)`
+  of a TreeLSTM cell), and `split` along the row;
+  these only carry a lookup towards the next fold or the output, so they are folded only when
+  each lookup they read has no other reader (else its table would stay and a second one join it).
+
+A folded table is built only when it holds at most `max_elements` values (16 MiB of float32 by
+default), so large vocabularies keep their ops. Results agree with the unfolded graph to the
+rounding of the ops' numpy references (what `fold-constants` uses).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import NamedTuple
+
+import numpy as np
+
+from ember.ir import Builder, Graph, Node, Value, rewrite
+from ember.ir.ops import BinaryOp, Gather, Split, UnaryOp
+from ember.passes._match import linear_weight
+from ember.passes.registry import graph_pass
+
+
+class _Lookup(NamedTuple):
+    table: np.ndarray  # [V, K]
+    index: Value
+    readers: int  # of the value in the original graph
+
+
+@graph_pass("fold-table-lookups")
+def fold_table_lookups(g: Graph, *, max_elements: int = 1 << 22) -> Graph:
+    readers = Counter(v for n in g.nodes for v in n.inputs) + Counter(g.outputs)
+    origin: dict[Value, Value] = {}  # a folded lookup's value -> the value it replaced
+
+    def lookup(b: Builder, v: Value) -> _Lookup | None:
+        """`v` as gather(constant [V, K], index, axis=0), if it is one within the size limit."""
+        node = b.producer(v)
+        if node is None or not isinstance(node.op, Gather) or node.op.axis != 0:
+            return None
+        table = b.const_value(node.inputs[0])
+        if table is None or table.ndim != 2 or table.size > max_elements:
+            return None
+        return _Lookup(table, node.inputs[1], readers[origin.get(v, v)])
+
+    def fold(b: Builder, node: Node) -> tuple[Value, ...] | None:
+        folded = _fold(b, node, lookup)
+        if folded is None:
+            return None
+        tables, index = folded
+        for t, v in zip(tables, node.outputs, strict=True):
+            if t.size > max_elements or tuple(v.type.shape) != (*index.type.shape, t.shape[-1]):
+                return None  # too large, or a broadcast made more than one row per index
+        outs = tuple(
+            b.emit(Gather(axis=0), b.const(t, v.type.dtype), index)
+            for t, v in zip(tables, node.outputs, strict=True)
+        )
+        origin.update(zip(outs, node.outputs, strict=True))
+        return outs
+
+    return rewrite(g, fold)
+
+
+Lookup = Callable[[Builder, Value], "_Lookup | None"]
+Folded = tuple[list[np.ndarray], Value]  # a table per output of the node, and the index
+
+
+def _fold(b: Builder, node: Node, lookup: Lookup) -> Folded | None:
+    """The folded tables of `node`'s outputs and the lookup's index, or None."""
+    op, ins = node.op, node.inputs
+    w = linear_weight(b, node)
+    if w is not None:
+        x = lookup(b, ins[0])
+        return None if x is None else ([op.reference(x.table, w)], x.index)
+    if isinstance(op, UnaryOp | Split):
+        x = lookup(b, ins[0])
+        if x is None or x.readers != 1:
+            return None
+        if isinstance(op, Split):
+            if op.axis not in (-1, ins[0].type.rank - 1):
+                return None
+            return list(Split(axis=1, sizes=op.sizes).reference(x.table)), x.index
+        return [op.reference(x.table)], x.index
+    if isinstance(op, BinaryOp):
+        return _fold_binary(b, op, ins, lookup)
+    return None
+
+
+def _fold_binary(b: Builder, op: BinaryOp, ins: tuple[Value, ...], lookup: Lookup) -> Folded | None:
+    x, y = (lookup(b, v) for v in ins)
+    cx, cy = (b.const_value(v) for v in ins)
+    if any(v is not None and v.readers != 1 for v in (x, y)):
+        return None
+    if x is not None and y is not None:
+        same = x.index is y.index and x.table.shape == y.table.shape
+        return ([op.reference(x.table, y.table)], x.index) if same else None
+    if x is not None and cy is not None and cy.ndim <= 1:
+        return [op.reference(x.table, cy)], x.index
+    if y is not None and cx is not None and cx.ndim <= 1:
+        return [op.reference(cx, y.table)], y.index
+    return None
