@@ -294,7 +294,7 @@ static PyObject *wrap(BlockObject *block, CallObject *call) {
     if (block->out_form == FORM_TUPLE)
         return values;
     PyObject *out;
-    if (block->out_form == FORM_TENSOR)
+    if (block->out_form == FORM_TENSOR && n == 1)
         out = Py_NewRef(PyTuple_GET_ITEM(values, 0));
     else
         out = PyObject_CallMethodOneArg((PyObject *)block, str_unflatten, values);
@@ -357,6 +357,10 @@ static Py_ssize_t depth_of(BlockObject *block, PyObject *args, Py_ssize_t round)
 }
 
 static PyObject *record(RecorderObject *rt, BlockObject *block, PyObject *args) {
+    if (lazy_value == NULL || tensor_type == NULL) {
+        PyErr_SetString(PyExc_SystemError, "_recorder.setup was not called (import runtime.py)");
+        return NULL;
+    }
     PyObject *calls = rt->calls;
     if (calls == NULL || !PyList_Check(calls) || rt->groups == NULL || !PyDict_Check(rt->groups)) {
         PyErr_SetString(PyExc_SystemError, "ab.run: a block was called between instances");
