@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 import ember.autobatch as ab
+from ember.autobatch.lazy import Call, LazyValue
 
 
 def test_run_releases_arguments_and_results() -> None:
@@ -24,6 +25,16 @@ def test_run_releases_arguments_and_results() -> None:
     gc.collect()
     assert arg() is None
     assert result() is None
+
+
+def test_no_call_or_value_outlives_its_run() -> None:
+    blk = ab.block(nn.Linear(4, 4))
+    for _ in range(3):
+        out = ab.run(lambda t: blk(blk(t)) + 1, [torch.randn(1, 4) for _ in range(5)])
+        del out
+    gc.collect()
+    alive = [o for o in gc.get_objects() if type(o) in (Call, LazyValue)]
+    assert alive == []
 
 
 def test_a_long_chain_is_freed_without_deep_recursion() -> None:
