@@ -55,7 +55,7 @@ def fold_table_lookups(g: Graph, *, max_elements: int = 1 << 22) -> Graph:
         return _Lookup(table, node.inputs[1], readers[origin.get(v, v)])
 
     def fold(b: Builder, node: Node) -> tuple[Value, ...] | None:
-        folded = _fold(b, node, lookup)
+        folded = _fold(b, node, lookup, max_elements)
         if folded is None:
             return None
         tables, index = folded
@@ -76,13 +76,15 @@ Lookup = Callable[[Builder, Value], "_Lookup | None"]
 Folded = tuple[list[np.ndarray], Value]  # a table per output of the node, and the index
 
 
-def _fold(b: Builder, node: Node, lookup: Lookup) -> Folded | None:
+def _fold(b: Builder, node: Node, lookup: Lookup, max_elements: int) -> Folded | None:
     """The folded tables of `node`'s outputs and the lookup's index, or None."""
     op, ins = node.op, node.inputs
     w = linear_weight(b, node)
     if w is not None:
         x = lookup(b, ins[0])
-        return None if x is None else ([op.reference(x.table, w)], x.index)
+        if x is None or x.table.shape[0] * w.shape[1] > max_elements:
+            return None  # checked before the product: a [V, N] table over the limit is not built
+        return [op.reference(x.table, w)], x.index
     if isinstance(op, UnaryOp | Split):
         x = lookup(b, ins[0])
         if x is None or x.readers != 1:
