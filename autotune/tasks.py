@@ -58,7 +58,9 @@ def fused_module(g: Graph, target: dict[str, Any]) -> Any:
     """The module `codegen.build` schedules for `g` (see the module doc): keep the two in step."""
     tgt = tvm.target.Target(target)
     if target["kind"] == "llvm":
-        g = pack_matmul_weights(g, panel=panel_width(tgt))
+        g = pack_matmul_weights(
+            g, panel=panel_width(tgt), wide_panel=panel_width(tgt, symbolic_rows=True)
+        )
     with tgt:
         return fuse(to_relax(g))
 

@@ -75,7 +75,9 @@ def build(
         use_system_toolchain()
     start = time.perf_counter()
     if schedule and spec["kind"] == "llvm":  # the layout CPU Matmul streams; GPUs keep matmul
-        g = pack_matmul_weights(g, panel=panel_width(tgt))
+        g = pack_matmul_weights(
+            g, panel=panel_width(tgt), wide_panel=panel_width(tgt, symbolic_rows=True)
+        )
     with tgt:  # ops with target-specific computes (top-k) look at the current target
         mod = to_relax(g)
     times["lower"] = time.perf_counter() - start

@@ -31,9 +31,16 @@ __all__ = ["Matmul", "matmul_traits", "panel_width"]
 
 _S, _I, _J, _K = IterKind.kIter_S, IterKind.kIter_I, IterKind.kIter_J, IterKind.kIter_K
 
-# Register tile: MR rows x NR_VECTORS vectors of accumulators (8 x 2 = 16 of AVX-512's 32 zmm).
+# Register tiles: MR rows x NR_VECTORS vectors of accumulators. 8 x 2 (16 of AVX-512's 32 zmm)
+# fits static row counts closely (M = 7 is one 7-row tile). A symbolic M (a dynamic batch) is
+# padded to whole tiles anyway, and there the wider 6 x 4 (24 accumulators; 10 loads per 24 FMAs
+# instead of per 16) ran the TreeLSTM node GEMMs of benchmarks/autobatch.py (1-438 rows) 7%
+# faster; on static shapes it was no faster, and 2.4 vs 1.6 ms at M = 7. The packed weight's
+# panel width picks the tile (codegen/pack_weights.py packs wide for a symbolic M).
 MR = 8
 NR_VECTORS = 2
+WIDE_MR = 6
+WIDE_NR_VECTORS = 4
 # B is packed into [s, j / nr, k, nr] panels when it is reused by at least this many rows: a
 # strided panel thrashes L1 (rows 4 KiB apart share cache sets), a packed one streams.
 PACK_MIN_ROWS = 16
@@ -46,7 +53,8 @@ class Matmul(CPURule):
         main = _single_reduction(sch)
         if main is None:
             return None
-        _inline_producers(sch, main)
+        prologue = _a_prologue(sch, main)
+        _inline_producers(sch, main, keep=prologue)
         stmt = sch.get(main)
         traits = matmul_traits(stmt)
         if traits is None:
@@ -97,7 +105,7 @@ class Matmul(CPURule):
             sch.transform_layout(b_pack, ("write", 0), lambda s, k, j: (s, j // nr, k, j % nr))
             done.add(sch.get(b_pack).name_hint)
             schedule_spatial_block(sch, b_pack, target)
-        _inline_producers(sch, main, keep=done)  # A's copies, B's when it is read in place
+        _inline_producers(sch, main, keep=done | prologue)  # A's copies, B's if read in place
 
         tile = _tile(sch, main, mr, nr, lanes)
         store = sch.cache_write(main, 0, "local")
@@ -128,6 +136,28 @@ def _single_reduction(sch: s_tir.Schedule) -> Any | None:
     return found
 
 
+def _a_prologue(sch: s_tir.Schedule, main: Any) -> set[str]:
+    """The blocks computing A from several buffers (a gather or concat that codegen/lower.py
+    lowered into the matmul's function) and their producers. They are folded into A's padded
+    copy or stay loops of their own, never the inner loop: that would cost an index load or a
+    select per FMA, and the trait analysis needs A read from one buffer."""
+    try:
+        block = _producer_of(sch, main, 0)
+    except ValueError:  # A is an input
+        return set()
+    while len(sch.get(block).reads) == 1:  # a cast or transpose on the way
+        producers = sch.get_producers(block)
+        if len(producers) != 1:
+            return set()
+        block = producers[0]
+    found, stack = set(), [block]
+    while stack:
+        block = stack.pop()
+        found.add(sch.get(block).name_hint)
+        stack.extend(sch.get_producers(block))
+    return found
+
+
 def _producer_of(sch: s_tir.Schedule, block: Any, read: int) -> Any:
     buffer = sch.get(block).reads[read].source
     for producer in sch.get_producers(block):
@@ -150,9 +180,10 @@ def _packed_panel(region: Any, variables: set[Any]) -> int | None:
     return index.b.value if isinstance(index.a, tirx.Var) and index.a in variables else None
 
 
-def panel_width(target: Target) -> int:
-    """The columns of the register tile for float32: the panel width of packed weights."""
-    return vector_lanes(target, "float32") * NR_VECTORS
+def panel_width(target: Target, *, symbolic_rows: bool = False) -> int:
+    """The columns of the float32 register tile, the panel width of packed weights: wide for a
+    matmul whose row count is symbolic."""
+    return vector_lanes(target, "float32") * (WIDE_NR_VECTORS if symbolic_rows else NR_VECTORS)
 
 
 def matmul_traits(block: Any) -> tuple[list[IterTrait], ...] | None:
@@ -200,19 +231,20 @@ def _is_one(x: Any) -> bool:
 def _tile_shape(sch: s_tir.Schedule, main: Any, lanes: int, panel: int | None) -> tuple[int, int]:
     """Register tile (mr rows, nr columns): MR x NR_VECTORS vectors, shrunk to a small static
     M or N, and to one vector when that divides N and two do not (no padding needed). A packed
-    B's panel width is the tile width when it divides N."""
+    B's panel width is the tile width when it divides N (WIDE_MR rows for a wide panel)."""
     _, i, j, _ = sch.get_loops(main)
     m, n = extent(sch, i), extent(sch, j)
-    mr = min(m, MR) if isinstance(m, int) else MR
     if panel is not None and isinstance(n, int) and n % panel == 0:
-        return mr, panel
-    nr = lanes * NR_VECTORS
-    if isinstance(n, int):
-        if n <= nr:
-            nr = n
-        elif n % nr != 0 and n % lanes == 0:
-            nr = lanes
-    return mr, nr
+        nr = panel
+    else:
+        nr = lanes * NR_VECTORS
+        if isinstance(n, int):
+            if n <= nr:
+                nr = n
+            elif n % nr != 0 and n % lanes == 0:
+                nr = lanes
+    mr = WIDE_MR if nr == lanes * WIDE_NR_VECTORS else MR
+    return (min(m, mr) if isinstance(m, int) else mr), nr
 
 
 def _ragged(sch: s_tir.Schedule, main: Any, mr: int, nr: int) -> tuple[bool, bool]:

@@ -1,4 +1,11 @@
-"""Graph → Relax: every node becomes one TE function (`Op.lower`), weights become constants."""
+"""Graph → Relax: every node becomes one TE function (`Op.lower`), weights become constants.
+
+One exception, a GEMM prologue: a gather or concat whose only reader is the A operand of a CPU
+`packed_matmul` (autobatch blocks: `matmul(concat(gather(h, i), gather(h, j)), w)`) is lowered
+into the matmul's own TE function. Relax FuseOps never fuses producers into a matmul, so each
+would otherwise be a kernel of its own writing A to memory; inside, the CPU Matmul schedule folds
+them into its copy of A (codegen/cpu_matmul.py).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,7 @@ import functools
 import importlib
 import operator
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -14,9 +22,26 @@ import sympy
 from tvm import relax, tirx
 
 from ember.errors import CodegenError
-from ember.ir import Dim, Graph, Node, TensorType, Value
+from ember.ir import Dim, Graph, Node, Op, TensorType, Value
 
 __all__ = ["LowerContext", "to_relax"]
+
+# Relax FuseOps' op patterns (tvm/relay/op_attr_types.h OpPatternKind)
+INJECTIVE = 2
+OUT_ELEMWISE_FUSABLE = 4
+_PROLOGUE_OPS = frozenset({"gather", "concat"})
+# ops whose data-dependent reads make AnnotateTIROpPattern call them opaque, which keeps them out
+# of every fused kernel: a gather is injective (autobatch's gathered arguments then fuse into
+# the elementwise kernels reading them)
+_PATTERNS = {"gather": INJECTIVE}
+
+
+@dataclass(frozen=True)
+class _Prologue:
+    """A node lowered into its consumer: its TE compute and the arguments it was given."""
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
 
 
 class LowerContext:
@@ -26,6 +51,7 @@ class LowerContext:
         self.bb = bb
         self.symbols = symbols
         self.node: Node | None = None
+        self.defer = False  # the node is a GEMM prologue: emit_te records it instead
 
     @property
     def out_types(self) -> tuple[TensorType, ...]:
@@ -40,8 +66,19 @@ class LowerContext:
         return [self.dim(d) for d in self.out_types[i].shape]
 
     def emit_te(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Emit `fn(*args)` as one TE function (a GEMM prologue's is kept for its reader)."""
         assert self.node is not None
-        return self.bb.emit_te(fn, *args, primfunc_name_hint=self.node.op.name)
+        if self.defer:
+            return _Prologue(fn, args)
+        pattern = _PATTERNS.get(self.node.op.name)
+        if any(isinstance(a, _Prologue) for a in args):
+            fn, args = _with_prologues(fn, args)
+            pattern = OUT_ELEMWISE_FUSABLE  # still a matmul: its epilogue fuses as before
+        var = self.bb.emit_te(fn, *args, primfunc_name_hint=self.node.op.name)
+        if pattern is not None:  # else AnnotateTIROpPattern infers it
+            gv = self.bb.lookup_binding(var).args[0]
+            self.bb.update_func(gv, self.bb.get()[gv].with_attr("op_pattern", pattern))
+        return var
 
     def kernels(self, family: str, *params: Any) -> tuple[Any, ...]:
         """Add codegen's hand-written kernels `family` (`ember.codegen.<family>.kernels(*params,
@@ -61,6 +98,51 @@ class LowerContext:
         from ember.codegen.flat_dispatch import dispatch_call
 
         return self.bb.emit(dispatch_call(self.bb, table, flat, x, packed, columns))
+
+
+def _with_prologues(
+    fn: Callable[..., Any], args: tuple[Any, ...]
+) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+    """`fn` over `args` whose prologues are computed inside: one function of their leaves."""
+    leaves: list[Any] = []
+
+    def tree(a: Any) -> Any:  # a leaf's position, or (prologue fn, its argument trees)
+        if isinstance(a, _Prologue):
+            return (a.fn, [tree(x) for x in a.args])
+        leaves.append(a)
+        return len(leaves) - 1
+
+    trees = [tree(a) for a in args]
+
+    def build(t: Any, tensors: tuple[Any, ...]) -> Any:
+        if isinstance(t, int):
+            return tensors[t]
+        return t[0](*(build(x, tensors) for x in t[1]))
+
+    return (lambda *tensors: fn(*(build(t, tensors) for t in trees))), tuple(leaves)
+
+
+def _prologues(g: Graph) -> set[Node]:
+    """Gathers and concats computed inside the CPU matmul reading them as A (see module doc):
+    each has one reader, which is that matmul or another such node."""
+    found: set[Node] = set()
+    outputs = set(g.outputs)
+    for node in reversed(g.nodes):
+        if node.op.name not in _PROLOGUE_OPS or type(node.op).lower is not Op.lower:
+            continue
+        (v,) = node.outputs
+        readers = g.users.get(v, [])
+        if v in outputs or len(readers) != 1 or readers[0].inputs.count(v) != 1:
+            continue
+        reader = readers[0]
+        gemm = (
+            reader.op.name == "packed_matmul"
+            and type(reader.op).lower is Op.lower
+            and reader.inputs[0] == v
+        )
+        if gemm or reader in found:
+            found.add(node)
+    return found
 
 
 def _to_tir(e: sympy.Expr, symbols: dict[sympy.Symbol, tirx.Var]) -> Any:
@@ -125,12 +207,13 @@ def to_relax(g: Graph) -> Any:
     # collectives are impure calls: lower without a dataflow block, then wrap the pure runs
     # between them in dataflow blocks, so the calls keep the order the graph gives them
     impure = any(getattr(node.op, "impure", False) for node in g.nodes)
+    prologues = _prologues(g)
     with bb.function("main", params):
         with contextlib.nullcontext() if impure else bb.dataflow():
             for v, array in g.consts.items():
                 env[v] = _const(array, v.type)
             for node in g.nodes:
-                ctx.node = node
+                ctx.node, ctx.defer = node, node in prologues
                 try:
                     result = node.op.lower(ctx, [env[v] for v in node.inputs])
                 except Exception as err:

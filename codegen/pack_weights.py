@@ -35,20 +35,26 @@ def _constant_weight(b: Builder, w: Value) -> np.ndarray | None:
     return None
 
 
-def pack_matmul_weights(g: Graph, *, panel: int) -> Graph:
-    """Pack every float32 constant [K, N] matmul operand with N % panel == 0 (see module doc)."""
+def pack_matmul_weights(g: Graph, *, panel: int, wide_panel: int | None = None) -> Graph:
+    """Pack every float32 constant [K, N] matmul operand with N % panel == 0 (see module doc);
+    `wide_panel` columns per panel instead when the matmul's row count is symbolic and it
+    divides N (the CPU schedule's wider register tile, see cpu_matmul.py)."""
     packed: dict[Value, Value] = {}  # a weight shared by several matmuls is packed once
 
     def rule(b: Builder, node: Node) -> Value | None:
         if not isinstance(node.op, MatMul):
             return None
         x, w = node.inputs
-        columns = w.type.shape[-1]
         if w not in packed:
             array = _constant_weight(b, w)
-            if array is None or int(columns) % panel != 0:
+            if array is None:
                 return None
-            packed[w] = b.const(pack_panels(array, panel))
-        return b.emit(PackedMatMul(columns=int(columns)), x, packed[w], loc=node.loc)
+            columns = array.shape[1]
+            wide = wide_panel and not x.type.is_static and columns % wide_panel == 0
+            width = wide_panel if wide else panel
+            if columns % width != 0:
+                return None
+            packed[w] = b.const(pack_panels(array, width))
+        return b.emit(PackedMatMul(columns=int(w.type.shape[-1])), x, packed[w], loc=node.loc)
 
     return rewrite(g, rule)

@@ -77,6 +77,23 @@ def test_shared_weight_is_packed_once(rng):
     assert len(packed.consts) == 1
 
 
+def test_symbolic_rows_get_the_wide_panel_when_it_divides_n(rng):
+    wide = {n: _linear(rng, sym("seq"), 16, n) for n in (128, 96)}
+    widths = {n: pack_matmul_weights(g, panel=PANEL, wide_panel=2 * PANEL) for n, g in wide.items()}
+    assert {n: next(iter(g.consts.values())).shape[2] for n, g in widths.items()} == {
+        128: 2 * PANEL,
+        96: PANEL,  # 96 is not a whole number of wide panels
+    }
+    static = pack_matmul_weights(_linear(rng, 8, 16, 128), panel=PANEL, wide_panel=2 * PANEL)
+    assert next(iter(static.consts.values())).shape[2] == PANEL
+
+
+@pytest.mark.parametrize("rows", [1, 6, 7, 50])
+def test_symbolic_rows_on_the_wide_tile(rng, rows):
+    g = _linear(rng, sym("seq"), 40, 128, epilogue=True)
+    _check(g, rng.standard_normal((2, rows, 40)).astype(np.float32))
+
+
 def test_runtime_ragged_and_non_float32_weights_are_kept(rng):
     b = Builder()
     x = b.input((4, 16), "float32", "x")
@@ -119,6 +136,6 @@ def test_matmul_reads_the_panels_in_place(rng):
 
 def test_gpu_builds_keep_plain_matmul(rng, monkeypatch):
     calls = []
-    monkeypatch.setattr(build_module, "pack_matmul_weights", lambda g, panel: calls.append(g))
+    monkeypatch.setattr(build_module, "pack_matmul_weights", lambda g, **_: calls.append(g))
     build(_linear(rng, 8, 16, 64), {"kind": "cuda", "arch": "sm_90"})
     assert calls == []
