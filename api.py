@@ -37,11 +37,16 @@ class Program:
     cache_key: str | None = None  # None: built with the on-disk cache off
     cache_hit: bool = False  # loaded from the cache: `times` has no build steps
     cache_entry: Path | None = None  # the cache directory holding this build
+    destinations: bool = False  # takes a tensor per output after the inputs and writes into it
 
     @cached_property
     def signature(self) -> Signature:
         g = self.graph
-        return Signature(g.input_names, [v.type for v in g.inputs], g.symbol_ranges)
+        names, types = list(g.input_names), [v.type for v in g.inputs]
+        if self.destinations:
+            names += [f"destination{i}" for i in range(len(g.outputs))]
+            types += [v.type for v in g.outputs]
+        return Signature(names, types, g.symbol_ranges)
 
     def check(self, arrays: Sequence[Any]) -> None:
         """Raise InputError unless the arrays fit the graph's signature."""
@@ -61,7 +66,7 @@ class Program:
             from ember.codegen.cache import copy_library
 
             return str(copy_library(self.cache_entry, path))
-        metadata = graph_metadata(self.graph, self.target)
+        metadata = graph_metadata(self.graph, self.target, destinations=self.destinations)
         return str(export_library(self.executor.executable, metadata, path))
 
 
@@ -87,6 +92,7 @@ def compile_graph(
     tuning_records: Any = None,
     zero_shot: str = "off",
     quantize: Any = None,
+    destinations: bool = False,
 ) -> Program:
     """Optimize and build an ember graph; `cache` (default: EMBER_CACHE) reuses on-disk builds.
 
@@ -95,6 +101,8 @@ def compile_graph(
     `zero_shot` ("off", "fallback" or "all", see `ember.autotune.zero_shot`) picks the schedules
     of kernels without records by ember's cost model; such builds skip the cache too.
     `quantize` (an `ember.QuantConfig`) calibrates and quantizes the optimized graph's matmuls.
+    `destinations`: the program takes one tensor per output after the inputs and writes the
+    output into it (codegen/destinations.py; ember.autobatch passes rows of its arenas).
     """
     from ember.codegen.build import build
     from ember.codegen.cache import CachedBuild, cached_build
@@ -119,13 +127,26 @@ def compile_graph(
             from ember.autotune.zero_shot import zero_shot_schedules
 
             selector = partial(zero_shot_schedules, kernels=zero_shot)
-        cached = CachedBuild(build(optimized, target, database=database, zero_shot=selector))
+        built = build(
+            optimized, target, database=database, zero_shot=selector, destinations=destinations
+        )
+        cached = CachedBuild(built)
     else:
-        cached = cached_build(optimized, target, names, config.cache_dir() if use_cache else None)
+        cache_dir = config.cache_dir() if use_cache else None
+        cached = cached_build(optimized, target, names, cache_dir, destinations=destinations)
     result = cached.build
     times = {**pass_times, **result.times}
     executor = Executor(result.executable, target=result.target)
-    return Program(optimized, executor, result.target, times, cached.key, cached.hit, cached.path)
+    return Program(
+        optimized,
+        executor,
+        result.target,
+        times,
+        cached.key,
+        cached.hit,
+        cached.path,
+        destinations,
+    )
 
 
 class CompiledModel:

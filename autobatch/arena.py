@@ -1,11 +1,13 @@
 """Where a round's results live: one contiguous buffer per output signature (shape and dtype),
-shared by every block and depth of the round. Each launch copies its outputs into the next free
-rows, so the consumers of values made by different blocks and depths (TreeLSTM children: leaves
-and nodes of several depths) still read them from one buffer through gather indices, in place.
+shared by every block and depth of the round. Each launch's kernel writes its outputs into the
+next free rows, so the consumers of values made by different blocks and depths (TreeLSTM
+children: leaves and nodes of several depths) still read them from one buffer through gather
+indices, in place. A launch's rows start 64-byte aligned, as TVM requires of a tensor.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -15,6 +17,8 @@ import torch
 from ember.autobatch.kernel import ArgSpec
 
 __all__ = ["Arena", "Buffer"]
+
+_ALIGN = 64  # bytes: TVM's alignment of tensor data
 
 
 class Buffer:
@@ -36,6 +40,12 @@ class Buffer:
             self._device = tvm.runtime.from_dlpack(self.torch)
         return self._device
 
+    def rows(self, first: int, n: int) -> Any:
+        """Rows [first, first + n) as a TVM tensor over the same memory (a kernel's output)."""
+        import tvm
+
+        return tvm.runtime.from_dlpack(self.torch[first : first + n])
+
 
 class Arena:
     """The buffers of one round, sized up front from its recorded (block, depth) groups."""
@@ -45,7 +55,7 @@ class Arena:
         rows: dict[ArgSpec, int] = {}
         for block, n in groups:
             for spec in block.out_specs:
-                rows[spec] = rows.get(spec, 0) + n
+                rows[spec] = rows.get(spec, 0) + n + _align_rows(spec) - 1
         self.buffers = {
             spec: Buffer(torch.empty((n, *spec.shape[1:]), dtype=spec.dtype))
             for spec, n in rows.items()
@@ -54,6 +64,13 @@ class Arena:
 
     def place(self, spec: ArgSpec, n: int) -> tuple[Buffer, int]:
         """Reserve `n` rows for one output of a launch: the buffer and the first row."""
-        first = self.used[spec]
+        align = _align_rows(spec)
+        first = -(-self.used[spec] // align) * align
         self.used[spec] = first + n
         return self.buffers[spec], first
+
+
+def _align_rows(spec: ArgSpec) -> int:
+    """Rows per 64-byte boundary (torch allocates buffers 64-byte aligned)."""
+    row_bytes = math.prod(spec.shape[1:]) * spec.dtype.itemsize
+    return _ALIGN // math.gcd(row_bytes, _ALIGN)

@@ -96,7 +96,9 @@ class Kernel:
     """One compiled variant of a block: call it with the flat inputs its `kinds` describe.
 
     `programs` holds one ember Program for a coarsened block (TVM fuses it into a few kernels),
-    or one per op when coarsening is off; `graph` is the block's whole batched graph.
+    or one per op when coarsening is off; `graph` is the block's whole batched graph. A
+    coarsened block's program writes its outputs into destination tensors passed after the
+    inputs (`destinations`); per-op programs return theirs.
     """
 
     kinds: tuple[ArgKind, ...]
@@ -104,8 +106,13 @@ class Kernel:
     programs: list[Any]
     _steps: list[tuple[Any, tuple[Any, ...], tuple[Any, ...]]] | None = None
 
+    @property
+    def destinations(self) -> bool:
+        return self._steps is None
+
     def __call__(self, inputs: Sequence[Any]) -> list[Any]:
-        """Run on torch or TVM tensors; returns the outputs as TVM tensors."""
+        """Run on torch or TVM tensors (then the destinations, if it takes them); returns the
+        outputs as TVM tensors."""
         if self._steps is None:
             return self.programs[0].executor.run(inputs)
         env: dict[Any, Any] = dict(zip(self.graph.inputs, inputs, strict=True))
@@ -180,7 +187,7 @@ def build_kernel(
                 f"dim; each output must keep the inputs' leading dim (1 per instance)"
             )
     if coarsen:
-        return Kernel(kinds, g, [compile_graph(g, target)])
+        return Kernel(kinds, g, [compile_graph(g, target, destinations=True)])
     steps = [
         (program, ins, node.outputs)
         for node in g.nodes

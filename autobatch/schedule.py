@@ -1,7 +1,7 @@
 """Launching one (block, depth) group as one batched kernel: classify each argument (taint:
 the same tensor for every call is passed once), point the kernel at the producers' output
-buffers with row indices (the gather happens inside the kernel), run it, copy its contiguous
-outputs into the round's arena and hand every call its rows there."""
+buffers with row indices (the gather happens inside the kernel) and at its rows of the round's
+arena, run it (it writes its contiguous outputs there) and hand every call its rows."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ class Stats:
     rows_in_place: int = 0  # read by the kernel from one producer's buffer through indices
     rows_staged: int = 0  # copied together by the runtime first (several buffers, gather off)
     rows_uploaded: int = 0  # per-instance tensors made by Python, stacked into a batch
-    rows_out: int = 0  # output rows copied from the kernels into the arenas (contiguous)
+    rows_out: int = 0  # output rows copied into the arenas (per-op kernels; others write there)
     shared_args: int = 0  # arguments passed once for a whole group (taint)
     ghosts: int = 0  # values whose depth a ghost op padded
     launch_s: float = 0.0  # wall time launching groups (arguments, kernels, output copies)
@@ -117,16 +117,17 @@ def launch(block: Any, calls: list[Call], options: Options, stats: Stats, arena:
     if not any(k in (ArgKind.GATHER, ArgKind.BATCH) for k in kinds):
         _batch_first_shared(kinds, inputs, len(calls), options)
     kernel = block.kernel(tuple(kinds), options.coarsen)
+    n = len(calls)
+    outputs = [arena.place(spec, n) for spec in block.out_specs]
+    if kernel.destinations:
+        inputs.extend(buffer.rows(first, n) for buffer, first in outputs)
     start = time.perf_counter()
     results = kernel(inputs)
     stats.kernel_s += time.perf_counter() - start
-    n = len(calls)
-    outputs = []
-    for spec, result in zip(block.out_specs, results, strict=True):
-        buffer, first = arena.place(spec, n)
-        buffer.host[first : first + n] = np.from_dlpack(result)
-        outputs.append((buffer, first))
-    stats.rows_out += n * len(outputs)
+    if not kernel.destinations:
+        for (buffer, first), result in zip(outputs, results, strict=True):
+            buffer.host[first : first + n] = np.from_dlpack(result)
+        stats.rows_out += n * len(outputs)
     _recorder.finish(calls, outputs)  # call i's outputs are row i of each
     stats.launches += 1
     stats.calls += len(calls)

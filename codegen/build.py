@@ -13,6 +13,7 @@ import tvm
 from tvm import relax
 
 from ember.codegen.cpu_matmul import panel_width
+from ember.codegen.destinations import write_into_destinations
 from ember.codegen.fast_math import fast_math as use_fast_math
 from ember.codegen.gpu_schedule import schedule_gpu
 from ember.codegen.lower import to_relax
@@ -35,6 +36,7 @@ class BuildResult:
     executable: Any
     target: dict[str, Any]
     times: dict[str, float]
+    destinations: bool = False  # main writes its outputs into tensors passed after the inputs
 
 
 def fuse(mod: Any) -> Any:
@@ -59,6 +61,7 @@ def build(
     fast_math: bool = True,
     database: Any | None = None,
     zero_shot: Callable[[Any, dict[str, Any]], Any] | None = None,
+    destinations: bool = False,
 ) -> BuildResult:
     """Compile `g`; `schedule=False` keeps TVM's unscheduled TIR (the baseline), and
     `fast_math=False` keeps libm's float32 exp/erf/tanh/sigmoid on CPUs (codegen/fast_math.py).
@@ -67,6 +70,8 @@ def build(
     kernel with a record gets its best one, the others ember's default schedules.
     `zero_shot(mod, spec)` (`ember.autotune.zero_shot`, passed in by the caller) may schedule
     kernels without records by the cost model first, on CPUs.
+    `destinations`: `main` takes one more tensor per output, after the inputs, and writes the
+    output into it (codegen/destinations.py).
     """
     spec = resolve_target(target)
     tgt = tvm.target.Target(spec)
@@ -94,6 +99,8 @@ def build(
             if fast_math and spec["kind"] == "llvm":  # GPUs have fast hardware exp/tanh already
                 mod = use_fast_math(mod)
             times["schedule"] = time.perf_counter() - start
+            if destinations:
+                mod = write_into_destinations(mod)
         start = time.perf_counter()
         relax_pipeline = "default"
         if spec["kind"] == "llvm":
@@ -112,7 +119,7 @@ def build(
             f"the Relax/TIR module is at {dump}; please report it with that file"
         ) from err
     log.info("built %s for %s in %s", g.name, spec.get("kind"), times)
-    return BuildResult(executable, spec, times)
+    return BuildResult(executable, spec, times, destinations)
 
 
 @tvm.transform.module_pass(opt_level=0, name="ShapeFuncsNoAlias")

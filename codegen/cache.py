@@ -58,29 +58,39 @@ class CachedBuild:
 
 
 def cached_build(
-    g: Graph, target: str | dict[str, Any], passes: Sequence[str], cache_dir: Path | None
+    g: Graph,
+    target: str | dict[str, Any],
+    passes: Sequence[str],
+    cache_dir: Path | None,
+    *,
+    destinations: bool = False,
 ) -> CachedBuild:
-    """`build(g, target)` through the cache in `cache_dir` (None: no cache)."""
+    """`build(g, target, destinations=...)` through the cache in `cache_dir` (None: no cache)."""
     if cache_dir is None:
-        return CachedBuild(build(g, target))
+        return CachedBuild(build(g, target, destinations=destinations))
     spec = resolve_target(target)
-    key = cache_key(g, spec, passes)
+    key = cache_key(g, spec, passes, destinations=destinations)
     start = time.perf_counter()
     executable = load_entry(cache_dir, key)
     if executable is not None:
         path = cache_dir / key
         log.info("ember: cache hit %s (%s)", key, path)
         times = {"cache_load": time.perf_counter() - start}
-        return CachedBuild(BuildResult(executable, spec, times), key, hit=True, path=path)
-    result = build(g, spec)
+        result = BuildResult(executable, spec, times, destinations)
+        return CachedBuild(result, key, hit=True, path=path)
+    result = build(g, spec, destinations=destinations)
     path = store_entry(cache_dir, key, result, g)
     return CachedBuild(result, key, hit=False, path=path)
 
 
-def cache_key(g: Graph, target: dict[str, Any], passes: Sequence[str]) -> str:
-    """sha256 (hex) of the graph, resolved target, passes and compiler versions."""
+def cache_key(
+    g: Graph, target: dict[str, Any], passes: Sequence[str], *, destinations: bool = False
+) -> str:
+    """sha256 (hex) of the graph, resolved target, passes, build options and compiler versions."""
     digest = hashlib.sha256()
     header = {"format": _FORMAT, "target": target, "passes": list(passes), **_versions()}
+    if destinations:  # absent otherwise: the keys of every other build stay as they were
+        header["destinations"] = True
     digest.update(json.dumps(header, sort_keys=True).encode())
     digest.update(b"\0")
     digest.update(to_json(g).encode())
@@ -149,7 +159,7 @@ def store_entry(cache_dir: Path, key: str, result: BuildResult, g: Graph) -> Pat
         log.warning("ember: cannot write the compile cache in %s (%s)", cache_dir, err)
         return None
     try:
-        metadata = graph_metadata(g, result.target)
+        metadata = graph_metadata(g, result.target, destinations=result.destinations)
         scratch = export_library(result.executable, metadata, staging / "lib.so")
         data = scratch.read_bytes()
         checksum = hashlib.sha256(data).hexdigest()

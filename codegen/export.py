@@ -31,11 +31,15 @@ def _spec(name: str, t: TensorType) -> TensorSpec:
     )
 
 
-def graph_metadata(g: Graph, target: dict[str, Any]) -> Metadata:
-    """The metadata an export of `g` built for `target` carries."""
+def graph_metadata(g: Graph, target: dict[str, Any], *, destinations: bool = False) -> Metadata:
+    """The metadata an export of `g` built for `target` carries (`destinations`: built to write
+    its outputs into tensors passed after the inputs, see codegen/destinations.py)."""
     out_names = g.output_names or tuple(f"output{i}" for i in range(len(g.outputs)))
+    inputs = [_spec(n, v.type) for n, v in zip(g.input_names, g.inputs, strict=True)]
+    if destinations:
+        inputs += [_spec(f"destination{i}", v.type) for i, v in enumerate(g.outputs)]
     return Metadata(
-        inputs=tuple(_spec(n, v.type) for n, v in zip(g.input_names, g.inputs, strict=True)),
+        inputs=tuple(inputs),
         outputs=tuple(_spec(n, v.type) for n, v in zip(out_names, g.outputs, strict=True)),
         symbol_ranges=dict(g.symbol_ranges),
         target=dict(target),

@@ -49,7 +49,7 @@ def test_treelstm_matches_eager(treelstm: Any) -> None:
     nodes = sum(_size(t) for t in trees) - stats.rows_uploaded
     assert stats.rows_staged == 0
     assert stats.rows_in_place == 4 * nodes
-    assert stats.rows_out == 2 * stats.calls  # (h, c) rows copied out of the kernels once
+    assert stats.rows_out == 0  # the kernels write (h, c) into the arenas themselves
 
 
 def _size(tree: Any) -> int:
