@@ -20,6 +20,7 @@ from ember import config
 from ember.errors import EmberError, InputError
 from ember.ir import DType, Graph
 from ember.ir.signature import Signature
+from ember.runtime.executor import writable
 
 __all__ = ["CompiledModel", "Program", "compile", "compile_graph"]
 
@@ -55,6 +56,12 @@ class Program:
     def run(self, arrays: Sequence[Any]) -> list[Any]:
         """Check the inputs against the graph's signature, then run; returns TVM tensors."""
         self.check(arrays)
+        if self.destinations:  # written in place: a copy would silently lose the results
+            n = len(self.graph.inputs)
+            arrays = [
+                *arrays[:n],
+                *(writable(a, f"destination{i}") for i, a in enumerate(arrays[n:])),
+            ]
         return self.executor.run(arrays)
 
     def export(self, path: str | os.PathLike[str]) -> str:

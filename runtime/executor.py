@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ember.errors import EmberError
+from ember.errors import EmberError, InputError
 from ember.runtime.threads import size_thread_pool
 
 __all__ = ["Executor", "device_for", "to_tvm"]
@@ -37,6 +37,23 @@ def to_tvm(array: Any, device: Any) -> Any:
         except Exception:
             pass
     return tvm.runtime.tensor(np.array(array, order="C"), device)  # keeps 0-d arrays 0-d
+
+
+def writable(array: Any, name: str) -> Any:
+    """`array` as a TVM tensor over the same memory, for a kernel to write into; InputError when
+    that needs a copy (strided, misaligned, not on the CPU)."""
+    import tvm
+
+    if isinstance(array, tvm.runtime.Tensor):
+        return array
+    try:
+        return tvm.runtime.from_dlpack(array)
+    except Exception as err:  # TVM's DLPack import rejects what it cannot borrow as is
+        raise InputError(
+            f"{name}: a program writes its outputs into it, so it must be a contiguous, 64-byte "
+            f"aligned CPU tensor it can borrow ({type(err).__name__}: {err}); pass a fresh "
+            f"array, or contiguous rows of one"
+        ) from err
 
 
 class Executor:
