@@ -3,10 +3,11 @@ destinations`, every output written into a tensor the caller passes (one per out
 inputs, with the output's shape and dtype) instead of a buffer the VM allocates.
 
 The kernel computing an output writes it in place (`R.call_tir_inplace` on the destination, which
-takes the slot of the kernel's own output buffer); an output no kernel computes (an input or a
-constant passed through, a value returned twice, one output of a multi-output kernel) is copied
-into its destination by a small copy kernel. ember.autobatch passes rows of its arenas, so batched
-kernels write their results where the next kernels read them, with no copy in between.
+takes the slot of the kernel's own output buffer). Any other output (an input or a constant passed
+through, a value returned twice, one output of a multi-output kernel or of a kernel taking
+symbolic vars as arguments) is copied into its destination by a small copy kernel.
+ember.autobatch passes rows of its arenas, so batched kernels write their results where the next
+kernels read them, with no copy in between.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any
 
 import tvm
 from tvm import relax, te
+
+from ember.errors import CodegenError
 
 __all__ = ["write_into_destinations"]
 
@@ -25,12 +28,15 @@ def write_into_destinations(mod: Any) -> Any:
     main = mod["main"]
     body = main.body
     if len(body.blocks) != 1 or not isinstance(body.blocks[0], relax.DataflowBlock):
-        raise ValueError("destination outputs need main to be one dataflow block")
+        raise CodegenError(
+            "destination outputs need a pure graph (main as one dataflow block); this one calls "
+            "collectives: build it without destinations"
+        )
     (block,) = body.blocks
     bound = {b.var: b for b in block.bindings}
     result = bound.get(body.body)
     if result is None or not isinstance(result.value, relax.Tuple):
-        raise ValueError("destination outputs need main to return a tuple")
+        raise CodegenError("destination outputs need main to return a tuple of its outputs")
     outputs = list(result.value.fields)
     call_tir = tvm.ir.Op.get("relax.call_tir")
     destinations = [relax.Var(f"destination{k}", v.ty) for k, v in enumerate(outputs)]
@@ -41,6 +47,7 @@ def write_into_destinations(mod: Any) -> Any:
             binding is not None
             and isinstance(binding.value, relax.Call)
             and binding.value.op.same_as(call_tir)
+            and len(binding.value.args) == 2  # call_tir_inplace takes no symbolic-var args
             and isinstance(v.ty, relax.TensorType)
         )
         if computed and v not in in_place:
@@ -82,7 +89,7 @@ def _copy_kernel(builder: Any, ty: Any, k: int) -> Any:
     """A PrimFunc (src, dst) copying a tensor of type `ty` (symbolic dims become its own vars),
     added to the builder's module; its global var."""
     if not isinstance(ty, relax.TensorType):
-        raise ValueError(f"output {k} is not a tensor ({ty}); destination outputs need tensors")
+        raise CodegenError(f"output {k} is not a tensor ({ty}); destination outputs need tensors")
     shape = [
         d if isinstance(d, tvm.tirx.IntImm) else tvm.tirx.Var(f"n{i}", "int64")
         for i, d in enumerate(ty.shape.values)
