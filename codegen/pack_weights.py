@@ -50,7 +50,7 @@ def pack_matmul_weights(g: Graph, *, panel: int, wide_panel: int | None = None) 
             if array is None:
                 return None
             columns = array.shape[1]
-            wide = wide_panel and not x.type.is_static and columns % wide_panel == 0
+            wide = wide_panel is not None and not x.type.is_static and columns % wide_panel == 0
             width = wide_panel if wide else panel
             if columns % width != 0:
                 return None

@@ -11,7 +11,7 @@ import numpy as np
 from ember.errors import EmberError, InputError
 from ember.runtime.threads import size_thread_pool
 
-__all__ = ["Executor", "device_for", "to_tvm"]
+__all__ = ["Executor", "device_for", "to_tvm", "writable"]
 
 _ALIGNMENT = 64  # TVM's kernels assume 64-byte aligned buffers
 
