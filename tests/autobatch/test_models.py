@@ -136,3 +136,26 @@ def test_nondeterministic_instance_is_reported() -> None:
 
     with pytest.raises(ab.AutobatchError, match="must be deterministic"):
         ab.run(lambda x: unstable(enc(x)), [torch.zeros(1, 3)])
+
+
+def test_outputs_no_kernel_computes_reach_the_arena() -> None:
+    """A block returning its input, and one value twice: the kernel copies those into the arena
+    (destination outputs), and values chained through them stay right."""
+    weight = torch.randn(4, 4, generator=torch.Generator().manual_seed(3))
+    step = ab.block(lambda x: (x, torch.tanh(x @ weight), torch.tanh(x @ weight)), name="step")
+
+    def chain(x: torch.Tensor) -> Any:
+        for _ in range(3):
+            kept, y, again = step(x)
+            x = y + again - kept
+        return kept, y, again
+
+    xs = [torch.randn(1, 4, generator=torch.Generator().manual_seed(i)) for i in range(5)]
+    stats = ab.Stats()
+    outs = ab.run(chain, xs, stats=stats)
+    with torch.no_grad():
+        for got, want in zip(outs, [chain(x) for x in xs], strict=True):
+            _assert_equal(list(got), list(want))
+    assert stats.rows_out == 0  # written by the kernels, none copied by the runtime
+    (kernel,) = step.kernels.values()  # the passed-through x and the repeated tanh are copies
+    assert "copy_output" in kernel.programs[0].executor.executable.as_text()
