@@ -11,8 +11,12 @@ folded here:
 - elementwise ops: unary ones, binary ones with a constant that is the same for every row
   (rank <= 1, e.g. a bias) or with another lookup by the same indices (`sigmoid(i) * tanh(u)`
   of a TreeLSTM cell), and `split` along the row;
-  these only carry a lookup towards the next fold or the output, so they are folded only when
-  each lookup they read has no other reader (else its table would stay and a second one join it).
+  these only carry a lookup towards the next fold or the output. Folding one whose lookup has
+  another reader keeps that table and adds a second; further folds may then drop both (in a
+  TreeLSTM leaf, `h = sigmoid(o[i]) * tanh(c[i])` with c also an output: tanh(c) and sigmoid(o)
+  become tables, then their product, so the tables left are c and h, as many as before). So the
+  pass folds twice, once leaving lookups with other readers alone and once not, and keeps the
+  second result unless its constants take more memory.
 
 A folded table is built only when it holds at most `max_elements` values (16 MiB of float32 by
 default), so large vocabularies keep their ops. Results agree with the unfolded graph to the
@@ -36,11 +40,18 @@ from ember.passes.registry import graph_pass
 class _Lookup(NamedTuple):
     table: np.ndarray  # [V, K]
     index: Value
-    readers: int  # of the value in the original graph
+    pinned: bool  # other readers keep its table, and this fold leaves such lookups alone
 
 
 @graph_pass("fold-table-lookups")
 def fold_table_lookups(g: Graph, *, max_elements: int = 1 << 22) -> Graph:
+    strict = _fold_lookups(g, max_elements, strict=True)
+    eager = _fold_lookups(g, max_elements, strict=False)
+    return eager if eager.param_bytes <= strict.param_bytes else strict
+
+
+def _fold_lookups(g: Graph, max_elements: int, *, strict: bool) -> Graph:
+    """One rewrite; `strict`: elementwise ops and splits fold only lookups with no other reader."""
     readers = Counter(v for n in g.nodes for v in n.inputs) + Counter(g.outputs)
     origin: dict[Value, Value] = {}  # a folded lookup's value -> the value it replaced
 
@@ -52,7 +63,7 @@ def fold_table_lookups(g: Graph, *, max_elements: int = 1 << 22) -> Graph:
         table = b.const_value(node.inputs[0])
         if table is None or table.ndim != 2 or table.size > max_elements:
             return None
-        return _Lookup(table, node.inputs[1], readers[origin.get(v, v)])
+        return _Lookup(table, node.inputs[1], strict and readers[origin.get(v, v)] != 1)
 
     def fold(b: Builder, node: Node) -> tuple[Value, ...] | None:
         folded = _fold(b, node, lookup, max_elements)
@@ -87,7 +98,7 @@ def _fold(b: Builder, node: Node, lookup: Lookup, max_elements: int) -> Folded |
         return [op.reference(x.table, w)], x.index
     if isinstance(op, UnaryOp | Split):
         x = lookup(b, ins[0])
-        if x is None or x.readers != 1:
+        if x is None or x.pinned:
             return None
         if isinstance(op, Split):
             if op.axis not in (-1, ins[0].type.rank - 1):
@@ -102,7 +113,7 @@ def _fold(b: Builder, node: Node, lookup: Lookup, max_elements: int) -> Folded |
 def _fold_binary(b: Builder, op: BinaryOp, ins: tuple[Value, ...], lookup: Lookup) -> Folded | None:
     x, y = (lookup(b, v) for v in ins)
     cx, cy = (b.const_value(v) for v in ins)
-    if any(v is not None and v.readers != 1 for v in (x, y)):
+    if any(v is not None and v.pinned for v in (x, y)):
         return None
     if x is not None and y is not None:
         same = x.index is y.index and x.table.shape == y.table.shape
