@@ -74,11 +74,11 @@ def _bind(value: Any, body: Callable[[Any], Any]) -> Any:
 
 
 def _keep_nan(v: Any, result: Any) -> Any:
-    # NaN iff its bits, sign cleared, exceed +inf's. Not tirx.isnan(v): TVM's vectorizer cannot
-    # vectorize that call, so it scalarized the whole loop (which LLVM re-vectorized only 8 wide
-    # on AVX-512); and not v != v, which TVM's simplifier folds to false.
-    magnitude = tirx.reinterpret("int32", v) & tirx.const(0x7FFFFFFF, "int32")
-    return tirx.Select(magnitude > tirx.const(0x7F800000, "int32"), v, result)
+    # |v| <= inf is false only for NaN (an ordered compare; LLVM makes it one vcmpordps). Not
+    # tirx.isnan(v): TVM's vectorizer cannot vectorize that call, so it scalarized the whole loop
+    # (which LLVM re-vectorized only 8 wide on AVX-512); and not v != v, which TVM's simplifier
+    # folds to false.
+    return tirx.Select(tirx.abs(v) <= _f(float("inf")), result, v)
 
 
 def _pow2(n: Any) -> Any:
