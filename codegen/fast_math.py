@@ -74,7 +74,7 @@ def _bind(value: Any, body: Callable[[Any], Any]) -> Any:
 
 
 def _keep_nan(v: Any, result: Any) -> Any:
-    # |v| <= inf is false only for NaN (an ordered compare; LLVM makes it one vcmpordps). Not
+    # |v| <= inf is false only for NaN (an ordered float compare, vectorized like any other). Not
     # tirx.isnan(v): TVM's vectorizer cannot vectorize that call, so it scalarized the whole loop
     # (which LLVM re-vectorized only 8 wide on AVX-512); and not v != v, which TVM's simplifier
     # folds to false.
