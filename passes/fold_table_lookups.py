@@ -15,8 +15,9 @@ folded here:
   another reader keeps that table and adds a second; further folds may then drop both (in a
   TreeLSTM leaf, `h = sigmoid(o[i]) * tanh(c[i])` with c also an output: tanh(c) and sigmoid(o)
   become tables, then their product, so the tables left are c and h, as many as before). So the
-  pass folds twice, once leaving lookups with other readers alone and once not, and keeps the
-  second result unless its constants take more memory.
+  pass folds lookups with other readers too, and keeps that result unless its constants take
+  more memory than a second fold that leaves such lookups alone (made only when the first met
+  one).
 
 A folded table is built only when it holds at most `max_elements` values (16 MiB of float32 by
 default), so large vocabularies keep their ops. Results agree with the unfolded graph to the
@@ -45,25 +46,32 @@ class _Lookup(NamedTuple):
 
 @graph_pass("fold-table-lookups")
 def fold_table_lookups(g: Graph, *, max_elements: int = 1 << 22) -> Graph:
-    strict = _fold_lookups(g, max_elements, strict=True)
-    eager = _fold_lookups(g, max_elements, strict=False)
+    eager, met_shared = _fold_lookups(g, max_elements, strict=False)
+    if not met_shared:  # no lookup had another reader: the strict fold would be the same
+        return eager
+    strict, _ = _fold_lookups(g, max_elements, strict=True)
     return eager if eager.param_bytes <= strict.param_bytes else strict
 
 
-def _fold_lookups(g: Graph, max_elements: int, *, strict: bool) -> Graph:
-    """One rewrite; `strict`: elementwise ops and splits fold only lookups with no other reader."""
+def _fold_lookups(g: Graph, max_elements: int, *, strict: bool) -> tuple[Graph, bool]:
+    """One rewrite; `strict`: elementwise ops and splits fold only lookups with no other reader.
+    Also says whether any lookup it considered had another reader."""
     readers = Counter(v for n in g.nodes for v in n.inputs) + Counter(g.outputs)
     origin: dict[Value, Value] = {}  # a folded lookup's value -> the value it replaced
+    met_shared = False  # a lookup it considered had another reader
 
     def lookup(b: Builder, v: Value) -> _Lookup | None:
         """`v` as gather(constant [V, K], index, axis=0), if it is one within the size limit."""
+        nonlocal met_shared
         node = b.producer(v)
         if node is None or not isinstance(node.op, Gather) or node.op.axis != 0:
             return None
         table = b.const_value(node.inputs[0])
         if table is None or table.ndim != 2 or table.size > max_elements:
             return None
-        return _Lookup(table, node.inputs[1], strict and readers[origin.get(v, v)] != 1)
+        shared = readers[origin.get(v, v)] != 1
+        met_shared |= shared
+        return _Lookup(table, node.inputs[1], strict and shared)
 
     def fold(b: Builder, node: Node) -> tuple[Value, ...] | None:
         folded = _fold(b, node, lookup, max_elements)
@@ -80,7 +88,7 @@ def _fold_lookups(g: Graph, max_elements: int, *, strict: bool) -> Graph:
         origin.update(zip(outs, node.outputs, strict=True))
         return outs
 
-    return rewrite(g, fold)
+    return rewrite(g, fold), met_shared
 
 
 Lookup = Callable[[Builder, Value], "_Lookup | None"]
