@@ -23,7 +23,8 @@ _ALIGN = 64  # bytes: TVM's alignment of tensor data
 
 class Buffer:
     """A contiguous [rows, ...] tensor seen three ways: torch (the values users get), numpy
-    (copies into it, single-threaded) and TVM (a kernel input), all without copying."""
+    (copies into it and the kernels' output views: a numpy slice costs a third of a torch one)
+    and TVM (a kernel input), all without copying."""
 
     __slots__ = ("_device", "host", "torch")
 
@@ -44,23 +45,28 @@ class Buffer:
         """Rows [first, first + n) as a TVM tensor over the same memory (a kernel's output)."""
         import tvm
 
-        return tvm.runtime.from_dlpack(self.torch[first : first + n])
+        return tvm.runtime.from_dlpack(self.host[first : first + n])  # numpy slices cost less
 
 
 class Arena:
-    """The buffers of one round, sized up front from its recorded (block, depth) groups."""
+    """The buffers of one round, sized up front from its recorded (block, depth) groups, and
+    the round's gather indices (one int64 buffer: a launch's index arrays are views of it)."""
 
     def __init__(self, groups: Iterable[tuple[Any, int]]) -> None:
         """`groups`: (block, number of calls) for every group the round will launch."""
         rows: dict[ArgSpec, int] = {}
+        indices = 0
         for block, n in groups:
             for spec in block.out_specs:
                 rows[spec] = rows.get(spec, 0) + n + _align_rows(spec) - 1
+            indices += len(block.arg_specs) * (n + _INDEX_ALIGN - 1)
         self.buffers = {
             spec: Buffer(torch.empty((n, *spec.shape[1:]), dtype=spec.dtype))
             for spec, n in rows.items()
         }
         self.used = dict.fromkeys(rows, 0)
+        index = torch.empty(indices, dtype=torch.int64)
+        self._index, self._index_address, self._index_used = index.numpy(), index.data_ptr(), 0
 
     def place(self, spec: ArgSpec, n: int) -> tuple[Buffer, int]:
         """Reserve `n` rows for one output of a launch: the buffer and the first row."""
@@ -68,6 +74,15 @@ class Arena:
         first = -(-self.used[spec] // align) * align
         self.used[spec] = first + n
         return self.buffers[spec], first
+
+    def index(self, n: int) -> tuple[np.ndarray, int]:
+        """A 64-byte aligned int64 array of `n` rows for one gather, and its address."""
+        first = -(-self._index_used // _INDEX_ALIGN) * _INDEX_ALIGN
+        self._index_used = first + n
+        return self._index[first : first + n], self._index_address + 8 * first
+
+
+_INDEX_ALIGN = _ALIGN // 8  # int64 indices per 64 bytes
 
 
 def _align_rows(spec: ArgSpec) -> int:

@@ -30,7 +30,7 @@ class ArgKind(enum.Enum):
     FIXED = "fixed"  # the same tensor for every instance, leading dim != 1: passed as is
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ArgSpec:
     """The per-instance shape and dtype of one block argument or output."""
 

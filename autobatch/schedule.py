@@ -79,16 +79,18 @@ def _stage(calls: list[Call], j: int, spec: ArgSpec, stats: Stats) -> torch.Tens
     return staged
 
 
-def _batched_arg(calls: list[Call], j: int, spec: ArgSpec, options: Options,
-                 stats: Stats) -> list[Any]:  # fmt: skip
+def _batched_arg(calls: list[Call], j: int, spec: ArgSpec, options: Options, stats: Stats,
+                 arena: Arena) -> list[Any]:  # fmt: skip
     """The kernel inputs for argument `j`: (buffer, rows) if every call's value is in one
     buffer, else a contiguous batch."""
     if options.gather:
-        rows = torch.empty(len(calls), dtype=torch.int64)  # torch's allocator aligns for TVM
-        buffer = _recorder.rows(calls, j, rows.data_ptr())
+        import tvm
+
+        rows, address = arena.index(len(calls))
+        buffer = _recorder.rows(calls, j, address)
         if buffer is not None:
             stats.rows_in_place += len(calls)
-            return [buffer.device(), rows]
+            return [buffer.device(), tvm.runtime.from_dlpack(rows)]
     staged = _stage(calls, j, spec, stats)
     return [staged, torch.arange(len(calls))] if options.gather else [staged]
 
@@ -113,7 +115,7 @@ def launch(block: Any, calls: list[Call], options: Options, stats: Stats, arena:
             )
         else:
             kinds.append(ArgKind.GATHER if options.gather else ArgKind.BATCH)
-            inputs.extend(_batched_arg(calls, j, spec, options, stats))
+            inputs.extend(_batched_arg(calls, j, spec, options, stats, arena))
     if not any(k in (ArgKind.GATHER, ArgKind.BATCH) for k in kinds):
         _batch_first_shared(kinds, inputs, len(calls), options)
     kernel = block.kernel(tuple(kinds), options.coarsen)
