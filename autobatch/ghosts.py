@@ -112,16 +112,17 @@ def add_ghosts(fn: Callable[..., Any]) -> Callable[..., Any]:
     """`fn` recompiled with ghost ops in its unbalanced branches (or `fn` itself if none); made
     once per function object (it closes over the same cells and globals on every run)."""
     try:
-        return _PADDED[fn]
+        return _PADDED[fn] or fn
     except (KeyError, TypeError):  # TypeError: not weak-referenceable (a builtin, a partial)
         pass
     padded = _add_ghosts(fn)
     with contextlib.suppress(TypeError):
-        _PADDED[fn] = padded
+        _PADDED[fn] = None if padded is fn else padded  # fn as its own value would never die
     return padded
 
 
-_PADDED: weakref.WeakKeyDictionary[Callable[..., Any], Callable[..., Any]] = (
+# fn -> its padded twin, or None when it needs no ghost ops
+_PADDED: weakref.WeakKeyDictionary[Callable[..., Any], Callable[..., Any] | None] = (
     weakref.WeakKeyDictionary()
 )
 

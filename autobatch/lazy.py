@@ -49,11 +49,12 @@ class LazyValue(LazyBase):
         return buffer, first + call.row
 
     def value(self) -> torch.Tensor:
-        """This value as a torch tensor (a [1, ...] view of its group's output buffer)."""
+        """This value as a [1, ...] torch tensor: a copy of its row (arena memory is reused once
+        its buffers are gone, see arena.py)."""
         if self.call.outputs is None:
             _force_hook[0](self.call)
         buffer, row = self.source()
-        return buffer.torch[row : row + 1]
+        return torch.from_numpy(buffer.host[row : row + 1].copy())
 
     def __repr__(self) -> str:
         state = "ready" if self.ready else f"pending at depth {self.depth}"

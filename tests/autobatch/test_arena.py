@@ -1,14 +1,17 @@
 """The round's arena: output rows and gather indices start 64-byte aligned (TVM reads them in
-place) and never overlap."""
+place) and never overlap; its memory is reused by later runs only once nothing refers to it."""
 
 from __future__ import annotations
 
 import itertools
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import torch
 
+import ember.autobatch as ab
+from ember.autobatch import arena
 from ember.autobatch.arena import Arena
 from ember.autobatch.kernel import arg_spec
 
@@ -41,3 +44,48 @@ def test_output_rows_start_aligned() -> None:
         buffer, first = arena.place(spec, n)
         assert buffer.torch[first:].data_ptr() % 64 == 0
         assert buffer.rows(first, n).shape == (n, 5)
+
+
+def _chain_block() -> tuple[Any, Any]:
+    weight = torch.randn(8, 8, generator=torch.Generator().manual_seed(0))
+    step = ab.block(lambda x: torch.tanh(x @ weight), name="step")
+
+    def chain(x: torch.Tensor) -> Any:
+        for _ in range(3):
+            x = step(x)
+        return x
+
+    return step, chain
+
+
+def _inputs(seed: int) -> list[torch.Tensor]:
+    return [torch.randn(1, 8, generator=torch.Generator().manual_seed(seed + i)) for i in range(6)]
+
+
+def test_a_later_run_reuses_the_memory_and_earlier_results_stay() -> None:
+    _, chain = _chain_block()
+    first = ab.run(chain, _inputs(0))
+    memory = {key: m.ctypes.data for key, (m, _) in arena._SPARE.items()}
+    second = ab.run(chain, _inputs(100))
+    assert {key: m.ctypes.data for key, (m, _) in arena._SPARE.items()} == memory  # no new pages
+    with torch.no_grad():
+        for got, x in zip(first + second, _inputs(0) + _inputs(100), strict=True):
+            torch.testing.assert_close(got, chain(x), rtol=1e-5, atol=1e-5)
+
+
+def test_a_value_kept_past_its_run_keeps_its_memory() -> None:
+    step, chain = _chain_block()
+    kept: list[Any] = []
+
+    def keep_first(x: torch.Tensor) -> Any:
+        kept.append(step(x))  # a LazyValue leaves the run: its buffer must stay as it was
+        return chain(x)
+
+    ab.run(keep_first, _inputs(0))
+    key = ((8,), torch.float32)
+    held = arena._SPARE[key][0].ctypes.data
+    ab.run(chain, _inputs(100))  # must not overwrite the kept values' rows
+    assert arena._SPARE[key][0].ctypes.data != held
+    with torch.no_grad():
+        for value, x in zip(kept, _inputs(0), strict=True):
+            torch.testing.assert_close(value.value(), step.fn(x), rtol=1e-5, atol=1e-5)

@@ -82,3 +82,20 @@ def test_a_block_whose_function_was_deleted_raises() -> None:
     del blk.fn
     with pytest.raises(AttributeError, match=r"ab.block\(tanh\) has no function"):
         blk(torch.zeros(1, 2))
+
+
+def test_a_function_and_its_closure_are_freed_after_its_run() -> None:
+    blk = ab.block(nn.Linear(4, 4))
+
+    def run_once() -> weakref.ref[torch.Tensor]:
+        big = torch.randn(1, 4)
+
+        def fn(t: torch.Tensor) -> torch.Tensor:
+            return blk(t + big)  # closes over `big`
+
+        ab.run(fn, [torch.randn(1, 4)])
+        return weakref.ref(big)
+
+    held = run_once()
+    gc.collect()
+    assert held() is None  # ab.run keeps no reference to the function it ran
