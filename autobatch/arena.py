@@ -4,8 +4,9 @@ next free rows, so the consumers of values made by different blocks and depths (
 children: leaves and nodes of several depths) still read them from one buffer through gather
 indices, in place. A launch's rows start 64-byte aligned, as TVM requires of a tensor.
 
-The memory is kept and reused by later rounds and runs once no `Buffer` carved from it is
-alive (results leave a run as copies; only a `LazyValue` kept past its run keeps a buffer): a
+The memory (up to SPARE_MAX_BYTES per signature) is kept and reused by later rounds and runs
+once no `Buffer` carved from it is alive (results leave a run as copies; only a `LazyValue`
+kept past its run keeps a buffer): a
 fresh TreeLSTM arena (5 MB) took ~1,250 page faults, about 2.6 ms on this VM, whenever the
 allocator had handed the last one back to the OS, which it did when other work (eager PyTorch,
 DyNet) ran between two `ab.run`s.
@@ -89,6 +90,7 @@ class Arena:
 
 _INDEX_ALIGN = _ALIGN // 8  # int64 indices per 64 bytes
 
+SPARE_MAX_BYTES = 64 << 20
 # (row shape, dtype) -> the memory last handed out for it and a weak reference to its user
 _SPARE: dict[tuple[tuple[int, ...], torch.dtype], tuple[np.ndarray, weakref.ref[Any]]] = {}
 _SPARE_LOCK = threading.Lock()  # two threads' ab.runs must not both take the same memory
@@ -96,14 +98,16 @@ _SPARE_LOCK = threading.Lock()  # two threads' ab.runs must not both take the sa
 
 def _memory(row: tuple[int, ...], dtype: torch.dtype, rows: int, user: Any) -> np.ndarray:
     """A 64-byte aligned [rows, *row] array for `user`: the spare memory for (row, dtype) if it
-    is big enough and its last user is gone, else new memory that becomes the spare."""
+    is big enough and its last user is gone, else new memory that becomes the spare (unless it
+    is bigger than SPARE_MAX_BYTES: a process keeps no more than that per signature)."""
     key = (row, dtype)
     with _SPARE_LOCK:
         memory, last = _SPARE.get(key, (None, None))
         if memory is None or len(memory) < rows or last() is not None:
             # a quarter more: the next run's groups are often a little bigger
             memory = torch.empty((rows + rows // 4, *row), dtype=dtype).numpy()
-        _SPARE[key] = (memory, weakref.ref(user))
+        if memory.nbytes <= SPARE_MAX_BYTES:
+            _SPARE[key] = (memory, weakref.ref(user))
         return memory[:rows]
 
 

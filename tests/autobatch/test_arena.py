@@ -8,6 +8,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import pytest
 import torch
 
 import ember.autobatch as ab
@@ -89,3 +90,11 @@ def test_a_value_kept_past_its_run_keeps_its_memory() -> None:
     with torch.no_grad():
         for value, x in zip(kept, _inputs(0), strict=True):
             torch.testing.assert_close(value.value(), step.fn(x), rtol=1e-5, atol=1e-5)
+
+
+def test_a_huge_arena_is_not_kept_after_its_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    _, chain = _chain_block()
+    monkeypatch.setattr(arena, "SPARE_MAX_BYTES", 64)  # every arena of this run is "huge"
+    monkeypatch.setattr(arena, "_SPARE", {})
+    ab.run(chain, _inputs(0))
+    assert arena._SPARE == {}
