@@ -6,10 +6,9 @@ indices, in place. A launch's rows start 64-byte aligned, as TVM requires of a t
 
 The memory (up to SPARE_MAX_BYTES per signature) is kept and reused by later rounds and runs
 once no `Buffer` carved from it is alive (results leave a run as copies; only a `LazyValue`
-kept past its run keeps a buffer): a
-fresh TreeLSTM arena (5 MB) took ~1,250 page faults, about 2.6 ms on this VM, whenever the
-allocator had handed the last one back to the OS, which it did when other work (eager PyTorch,
-DyNet) ran between two `ab.run`s.
+kept past its run keeps a buffer): a fresh TreeLSTM arena (5 MB) took ~1,250 page faults,
+about 2.6 ms on this VM, whenever the allocator had handed the last one back to the OS, which
+it did when other work (eager PyTorch, DyNet) ran between two `ab.run`s.
 """
 
 from __future__ import annotations
