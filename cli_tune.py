@@ -47,7 +47,8 @@ def add_tune_arguments(p: argparse.ArgumentParser) -> None:
         type=int,
         default=2,
         metavar="N",
-        help="build in N worker processes and measure in one more (default 2); 0: in this process",
+        help="build in N worker processes and measure in one more (default 2); 0: in this "
+        "process, without time limits (a hanging build or kernel hangs the command)",
     )
     p.add_argument(
         "--cache-flush",

@@ -161,7 +161,7 @@ def tune(
     are committed to it as they are measured. Pass `tracker` to measure on a remote device; GPU
     targets require one. `workers` processes build candidates in parallel and one more measures
     them (timeouts kill a candidate, crashes fail it alone); `workers=0` builds and measures in
-    this process.
+    this process, where nothing can be killed: `timeout_sec` is not enforced there.
     """
     start = time.perf_counter()
     spec = resolve_target(target)
