@@ -1,7 +1,8 @@
 """Destination outputs: a program built with `destinations=True` writes each output into a tensor
 passed after the inputs (kernels in place, copies for values no kernel computes), touches nothing
-else of the caller's memory, checks the destinations like inputs (and refuses one it could only copy), caches apart from a plain build,
-and exports and loads with the destinations in its signature."""
+else of the caller's memory, checks the destinations like inputs (and refuses one it could only
+copy), caches apart from a plain build, and exports and loads with the destinations in its
+signature."""
 
 from __future__ import annotations
 
