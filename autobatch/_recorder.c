@@ -595,6 +595,42 @@ static PyObject *made(PyObject *module, PyObject *const *argv, Py_ssize_t argc) 
     return column;
 }
 
+static PyObject *producers(PyObject *module, PyObject *const *argv, Py_ssize_t argc) {
+    Py_ssize_t j;
+    if (argc != 2 || !PyList_Check(argv[0]) || (j = PyLong_AsSsize_t(argv[1])) < 0) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "producers(calls: list, j: int)");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(argv[0]);
+    LazyObject *first = NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *a;
+        if (get_column(argv[0], j, i, &a))
+            return NULL;
+        if (Py_TYPE(a) != lazy_value)
+            Py_RETURN_NONE;
+        LazyObject *v = (LazyObject *)a;
+        if (first == NULL)
+            first = v;
+        else if (v->slot != first->slot ||
+                 ((CallObject *)v->call)->block != ((CallObject *)first->call)->block)
+            Py_RETURN_NONE;
+    }
+    PyObject *column = PyList_New(n);
+    if (column == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *a;
+        if (get_column(argv[0], j, i, &a)) {
+            Py_DECREF(column);
+            return NULL;
+        }
+        PyList_SET_ITEM(column, i, Py_NewRef(((LazyObject *)a)->call));
+    }
+    return column;
+}
+
 static PyObject *finish(PyObject *module, PyObject *const *argv, Py_ssize_t argc) {
     if (argc != 2 || !PyList_Check(argv[0]) || !PyList_Check(argv[1])) {
         PyErr_SetString(PyExc_TypeError, "finish(calls: list, outputs: list)");
@@ -637,6 +673,9 @@ static PyMethodDef methods[] = {
     {"made", (PyCFunction)(void (*)(void))made, METH_FASTCALL,
      "made(calls, j): argument j of every call, if none is a LazyValue (all made by Python), "
      "else None"},
+    {"producers", (PyCFunction)(void (*)(void))producers, METH_FASTCALL,
+     "producers(calls, j): the Calls making argument j of every call, if each is the same "
+     "output of a call of one block, else None"},
     {"finish", (PyCFunction)(void (*)(void))finish, METH_FASTCALL,
      "finish(calls, outputs): hand every call of a launch its outputs and row"},
     {NULL},

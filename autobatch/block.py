@@ -14,8 +14,9 @@ import torch.utils._pytree as pytree
 
 from ember.autobatch import _recorder
 from ember.autobatch.errors import AutobatchError
-from ember.autobatch.kernel import ArgKind, ArgSpec, Kernel, arg_spec, build_kernel
+from ember.autobatch.kernel import ArgSpec, Kernel, Kind, arg_spec, build_kernel
 from ember.autobatch.lazy import LazyValue
+from ember.ir.ops import Gather, Reshape
 
 __all__ = ["Block", "block"]
 
@@ -36,8 +37,9 @@ class Block(_recorder.BlockBase):
         self.name = name or getattr(fn, "__name__", None) or type(fn).__name__
         self.target = target
         self.out_tree: Any = None
-        self.kernels: dict[tuple[tuple[ArgKind, ...], bool], Kernel] = {}
-        self._examples: tuple[torch.Tensor | None, ...] = ()
+        self.kernels: dict[tuple[tuple[Kind, ...], bool], Kernel] = {}
+        self.examples: tuple[torch.Tensor | None, ...] = ()  # the first call's own tensors
+        self._lookup_only: bool | None = None
 
     def __repr__(self) -> str:
         return f"ab.block({self.name})"
@@ -87,7 +89,7 @@ class Block(_recorder.BlockBase):
                 f"block {self.name}: no argument has a leading batch dim of 1 "
                 f"({[str(s) for s in specs]}); per-instance tensors must be [1, ...]"
             )
-        self.arg_specs, self.out_tree, self._examples = specs, tree, examples
+        self.arg_specs, self.out_tree, self.examples = specs, tree, examples
         if isinstance(out, torch.Tensor):
             self.out_form = _recorder.FORM_TENSOR
         elif type(out) is tuple and all(isinstance(x, torch.Tensor) for x in out):
@@ -114,17 +116,33 @@ class Block(_recorder.BlockBase):
             f"block {self.name} called with {list(map(str, specs))}, not {expected}"
         )
 
-    def kernel(self, kinds: tuple[ArgKind, ...], coarsen: bool) -> Kernel:
+    def kernel(self, kinds: tuple[Kind, ...], coarsen: bool) -> Kernel:
         """The batched kernel for this way of passing the arguments (compiled once)."""
         key = (kinds, coarsen)
         found = self.kernels.get(key)
         if found is None:
             assert self.arg_specs is not None
-            log.info("compiling block %s for %s", self.name, [k.value for k in kinds])
-            found = build_kernel(self.name, self.fn, kinds, self.arg_specs, self._examples,
+            log.info("compiling block %s for %s", self.name, [str(k) for k in kinds])
+            found = build_kernel(self.name, self.fn, kinds, self.arg_specs, self.examples,
                                  coarsen=coarsen, target=self.target)  # fmt: skip
             self.kernels[key] = found
         return found
+
+    @property
+    def lookup_only(self) -> bool:
+        """Whether the block's compiled kernel only looks rows up (its optimized graph is all
+        gathers and reshapes, as when fold-table-lookups has folded an embedding and the
+        row-wise ops after it into tables). Such a block is computed again inside the kernels
+        of the blocks reading its outputs (`kernel.Inline`): that costs the same row copies,
+        and there its tables fold through the reader's ops (a Linear over them becomes more
+        lookups). Known once the block has a coarsened kernel; False before."""
+        if self._lookup_only is None:
+            built = [k for (_, coarsen), k in self.kernels.items() if coarsen]
+            if not built:
+                return False
+            nodes = built[0].programs[0].graph.nodes
+            self._lookup_only = all(isinstance(n.op, Gather | Reshape) for n in nodes)
+        return self._lookup_only
 
     def _unflatten(self, values: tuple[LazyValue, ...]) -> Any:
         """A call's outputs in the (nested) structure the block returns."""

@@ -1,22 +1,24 @@
 """Batched kernels of a block: the block wrapped so each per-instance argument is read through a
 gather index from its producer's buffer (or broadcast, when every instance passes the same
-tensor), exported with a symbolic `batch` dim by ember's torch frontend and built by
-`ember.api.compile_graph`. Module parameters become constants of the build: passed once.
+tensor, or computed in place by an inlined lookup block, see `Inline`), exported with a
+symbolic `batch` dim by ember's torch frontend and built by `ember.api.compile_graph`. Module
+parameters become constants of the build: passed once.
 """
 
 from __future__ import annotations
 
 import enum
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.utils._pytree as pytree
 
 from ember.autobatch.errors import AutobatchError
 
-__all__ = ["ArgKind", "ArgSpec", "Kernel", "arg_spec", "build_kernel"]
+__all__ = ["ArgKind", "ArgSpec", "Inline", "Kernel", "Kind", "arg_spec", "build_kernel"]
 
 _MAX_ROWS = 1 << 24
 
@@ -28,6 +30,26 @@ class ArgKind(enum.Enum):
     BATCH = "batch"  # already a contiguous [batch, ...] tensor (ablation: gathers done outside)
     SHARED = "shared"  # the same [1, ...] tensor for every instance: broadcast in the kernel
     FIXED = "fixed"  # the same tensor for every instance, leading dim != 1: passed as is
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Inline:
+    """The argument is output `slot` of `block`, a lookup block (`Block.lookup_only`), computed
+    inside this kernel from that block's own arguments, which reach it as `kinds` says. The
+    kernel then reads the block's tables, and fold-table-lookups folds them through its ops."""
+
+    block: Any
+    slot: int
+    kinds: tuple[Kind, ...]
+
+    def __str__(self) -> str:
+        return f"{self.block.name}[{self.slot}]({', '.join(map(str, self.kinds))})"
+
+
+Kind = ArgKind | Inline
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,33 +78,69 @@ def arg_spec(shape: tuple[int, ...], dtype: torch.dtype) -> ArgSpec:
 class _Batched(torch.nn.Module):
     """The block with its inputs gathered or broadcast to `batch` rows: what ember compiles."""
 
-    def __init__(self, fn: Callable[..., Any], kinds: tuple[ArgKind, ...]) -> None:
+    def __init__(self, fn: Callable[..., Any], kinds: tuple[Kind, ...]) -> None:
         super().__init__()
         self.fn = fn  # an nn.Module is registered as a submodule: its weights become constants
+        self.inlined = torch.nn.ModuleList(dict.fromkeys(_inlined_modules(kinds)))  # theirs too
         self.kinds = kinds
 
     def run(self, flat: tuple[torch.Tensor, ...]) -> Any:
-        it = iter(flat)
-        parts: list[tuple[ArgKind, Any]] = []
-        for kind in self.kinds:
-            parts.append((kind, (next(it), next(it)) if kind is ArgKind.GATHER else next(it)))
-        batch = next(
-            (p[1].shape[0] if k is ArgKind.GATHER else p.shape[0])
-            for k, p in parts
-            if k in (ArgKind.GATHER, ArgKind.BATCH)
-        )
-        args = []
-        for kind, part in parts:
-            if kind is ArgKind.GATHER:
-                args.append(part[0].index_select(0, part[1]))
-            elif kind is ArgKind.SHARED:
-                args.append(part.expand(batch, *part.shape[1:]))
-            else:
-                args.append(part)
-        return self.fn(*args)
+        parts = _read(self.kinds, iter(flat))
+        return _apply(self.fn, self.kinds, parts, _rows(self.kinds, parts))
 
 
-def _batched(fn: Callable[..., Any], kinds: tuple[ArgKind, ...], count: int) -> _Batched:
+def _inlined_modules(kinds: tuple[Kind, ...]) -> list[torch.nn.Module]:
+    found = []
+    for kind in kinds:
+        if isinstance(kind, Inline):
+            if isinstance(kind.block.fn, torch.nn.Module):
+                found.append(kind.block.fn)
+            found.extend(_inlined_modules(kind.kinds))
+    return found
+
+
+def _read(kinds: tuple[Kind, ...], flat: Iterator[torch.Tensor]) -> list[Any]:
+    """The flat inputs grouped by argument: a (buffer, index) pair for GATHER, the inlined
+    block's own arguments for Inline, a tensor otherwise."""
+    parts: list[Any] = []
+    for kind in kinds:
+        if kind is ArgKind.GATHER:
+            parts.append((next(flat), next(flat)))
+        elif isinstance(kind, Inline):
+            parts.append(_read(kind.kinds, flat))
+        else:
+            parts.append(next(flat))
+    return parts
+
+
+def _rows(kinds: tuple[Kind, ...], parts: list[Any]) -> Any:
+    """The batch size: the length of the first gathered or batched argument (None if none)."""
+    for kind, part in zip(kinds, parts, strict=True):
+        if kind is ArgKind.GATHER:
+            return part[1].shape[0]
+        if kind is ArgKind.BATCH:
+            return part.shape[0]
+        if isinstance(kind, Inline) and (rows := _rows(kind.kinds, part)) is not None:
+            return rows
+    return None
+
+
+def _apply(fn: Callable[..., Any], kinds: tuple[Kind, ...], parts: list[Any], batch: Any) -> Any:
+    args = []
+    for kind, part in zip(kinds, parts, strict=True):
+        if kind is ArgKind.GATHER:
+            args.append(part[0].index_select(0, part[1]))
+        elif kind is ArgKind.SHARED:
+            args.append(part.expand(batch, *part.shape[1:]))
+        elif isinstance(kind, Inline):
+            outputs = _apply(kind.block.fn, kind.kinds, part, batch)
+            args.append(pytree.tree_leaves(outputs)[kind.slot])
+        else:
+            args.append(part)
+    return fn(*args)
+
+
+def _batched(fn: Callable[..., Any], kinds: tuple[Kind, ...], count: int) -> _Batched:
     """A `_Batched` whose forward takes `count` named tensors (torch.export reads the names)."""
     names = ", ".join(f"x{i}" for i in range(count))
     scope: dict[str, Any] = {}
@@ -101,7 +159,7 @@ class Kernel:
     inputs (`destinations`); per-op programs return theirs.
     """
 
-    kinds: tuple[ArgKind, ...]
+    kinds: tuple[Kind, ...]
     graph: Any
     programs: list[Any]
     _steps: list[tuple[Any, tuple[Any, ...], tuple[Any, ...]]] | None = None
@@ -129,15 +187,19 @@ def _example(spec: ArgSpec, rows: int, value: torch.Tensor | None) -> torch.Tens
 
 
 def _inputs_for(
-    kinds: tuple[ArgKind, ...], specs: Sequence[ArgSpec], examples: Sequence[torch.Tensor | None]
-) -> tuple[list[torch.Tensor], dict[int, dict[int, tuple[str, int, int]]]]:
-    """Example inputs (batch 2, sources of 3 rows: size-1 dims would be specialized) and the
-    dynamic-dim spec for the frontend."""
-    flat: list[torch.Tensor] = []
-    dynamic: dict[int, dict[int, tuple[str, int, int]]] = {}
-    for j, (kind, spec, value) in enumerate(zip(kinds, specs, examples, strict=True)):
-        if kind is ArgKind.GATHER:
-            dynamic[len(flat)] = {0: (f"rows{j}", 1, _MAX_ROWS)}
+    kinds: tuple[Kind, ...],
+    specs: Sequence[ArgSpec],
+    examples: Sequence[torch.Tensor | None],
+    flat: list[torch.Tensor],
+    dynamic: dict[int, dict[int, tuple[str, int, int]]],
+) -> None:
+    """Append example inputs (batch 2, sources of 3 rows: size-1 dims would be specialized) to
+    `flat` and their dynamic dims for the frontend to `dynamic`."""
+    for kind, spec, value in zip(kinds, specs, examples, strict=True):
+        if isinstance(kind, Inline):
+            _inputs_for(kind.kinds, kind.block.arg_specs, kind.block.examples, flat, dynamic)
+        elif kind is ArgKind.GATHER:
+            dynamic[len(flat)] = {0: (f"rows{len(flat)}", 1, _MAX_ROWS)}
             flat.append(_example(spec, 3, value))
             dynamic[len(flat)] = {0: ("batch", 1, _MAX_ROWS)}
             flat.append(torch.tensor([2, 0], dtype=torch.int64))
@@ -148,13 +210,12 @@ def _inputs_for(
             flat.append(value)
         else:
             flat.append(torch.zeros(spec.shape, dtype=spec.dtype))
-    return flat, dynamic
 
 
 def build_kernel(
     name: str,
     fn: Callable[..., Any],
-    kinds: tuple[ArgKind, ...],
+    kinds: tuple[Kind, ...],
     specs: Sequence[ArgSpec],
     examples: Sequence[torch.Tensor | None],
     *,
@@ -166,7 +227,9 @@ def build_kernel(
     from ember.errors import EmberError
     from ember.frontend.torch import import_module
 
-    flat, dynamic = _inputs_for(kinds, specs, examples)
+    flat: list[torch.Tensor] = []
+    dynamic: dict[int, dict[int, tuple[str, int, int]]] = {}
+    _inputs_for(kinds, specs, examples, flat, dynamic)
     try:
         imported = import_module(_batched(fn, kinds, len(flat)), flat, dynamic=dynamic)
     except EmberError as err:

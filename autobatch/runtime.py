@@ -129,7 +129,7 @@ def active_runtime() -> Runtime | None:
 
 
 def run(fn: Callable[[Any], Any], instances: Iterable[Any], *, coarsen: bool = True,
-        taint: bool = True, ghosts: bool = True, gather: bool = True,
+        taint: bool = True, ghosts: bool = True, gather: bool = True, inline: bool = True,
         stats: Stats | None = None) -> list[Any]:  # fmt: skip
     """Run `fn(instance)` for every instance with its blocks batched; returns the results, equal
     to `[fn(x) for x in instances]` run eagerly (LazyValues replaced by torch tensors).
@@ -138,11 +138,13 @@ def run(fn: Callable[[Any], Any], instances: Iterable[Any], *, coarsen: bool = T
     `coarsen` (one fused kernel set per block, else one kernel per op), `taint` (arguments
     identical across a group passed once, else gathered), `ghosts` (depth padding of unbalanced
     if/else branches), `gather` (kernels read inputs through gather indices, else the runtime
-    copies each batch together first). `stats`, if given, receives launch and copy counts.
+    copies each batch together first), `inline` (blocks that only look rows up are computed
+    inside the kernels reading them, where their tables fold into the readers' ops).
+    `stats`, if given, receives launch and copy counts.
     """
     if _ACTIVE.get() is not None:
         raise AutobatchError("ab.run cannot be nested inside another ab.run")
-    runtime = Runtime(Options(coarsen=coarsen, taint=taint, gather=gather))
+    runtime = Runtime(Options(coarsen=coarsen, taint=taint, gather=gather, inline=inline))
     body = add_ghosts(fn) if ghosts else fn
     states = [_Instance(x) for x in instances]
     token = _ACTIVE.set(runtime)

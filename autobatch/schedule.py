@@ -15,7 +15,7 @@ import torch
 from ember.autobatch import _recorder
 from ember.autobatch.arena import Arena
 from ember.autobatch.errors import AutobatchError
-from ember.autobatch.kernel import ArgKind, ArgSpec
+from ember.autobatch.kernel import ArgKind, ArgSpec, Inline, Kind
 from ember.autobatch.lazy import Call, LazyValue
 
 __all__ = ["Options", "Stats", "launch"]
@@ -28,6 +28,7 @@ class Options:
     coarsen: bool = True
     taint: bool = True
     gather: bool = True
+    inline: bool = True
 
 
 @dataclass
@@ -40,6 +41,7 @@ class Stats:
     rows_in_place: int = 0  # read by the kernel from one producer's buffer through indices
     rows_staged: int = 0  # copied together by the runtime first (several buffers, gather off)
     rows_uploaded: int = 0  # per-instance tensors made by Python, stacked into a batch
+    rows_inlined: int = 0  # computed inside the kernel by an inlined lookup block (Inline)
     rows_out: int = 0  # output rows copied into the arenas (per-op kernels; others write there)
     shared_args: int = 0  # arguments passed once for a whole group (taint)
     ghosts: int = 0  # values whose depth a ghost op padded
@@ -98,25 +100,8 @@ def _batched_arg(calls: list[Call], j: int, spec: ArgSpec, options: Options, sta
 def launch(block: Any, calls: list[Call], options: Options, stats: Stats, arena: Arena) -> None:
     """Run `calls` (one group: same block, same depth) as one batched kernel; its outputs go to
     `arena`."""
-    assert block.arg_specs is not None
-    kinds: list[ArgKind] = []
-    inputs: list[Any] = []
-    for j, spec in enumerate(block.arg_specs):
-        same = _recorder.same(calls, j)  # the one tensor every call passed, if so
-        if same is not None and (options.taint or not spec.batchable):
-            kinds.append(ArgKind.SHARED if spec.batchable else ArgKind.FIXED)
-            inputs.append(same)
-            stats.shared_args += 1
-        elif not spec.batchable:
-            raise AutobatchError(
-                f"block {block.name}: argument {j} ({spec}) differs between instances but has "
-                f"no leading batch dim of 1; pass per-instance tensors as [1, ...], or the same "
-                f"tensor object to every call"
-            )
-        else:
-            kinds.append(ArgKind.GATHER if options.gather else ArgKind.BATCH)
-            inputs.extend(_batched_arg(calls, j, spec, options, stats, arena))
-    if not any(k in (ArgKind.GATHER, ArgKind.BATCH) for k in kinds):
+    kinds, inputs = _arguments(block, calls, options, stats, arena)
+    if not any(k in (ArgKind.GATHER, ArgKind.BATCH) or isinstance(k, Inline) for k in kinds):
         _batch_first_shared(kinds, inputs, len(calls), options)
     kernel = block.kernel(tuple(kinds), options.coarsen)
     n = len(calls)
@@ -133,6 +118,61 @@ def launch(block: Any, calls: list[Call], options: Options, stats: Stats, arena:
     _recorder.finish(calls, outputs)  # call i's outputs are row i of each
     stats.launches += 1
     stats.calls += len(calls)
+
+
+def _arguments(block: Any, calls: list[Call], options: Options, stats: Stats,
+               arena: Arena) -> tuple[list[Kind], list[Any]]:  # fmt: skip
+    """How each argument of `calls` reaches the kernel, and the kernel's inputs."""
+    assert block.arg_specs is not None
+    kinds: list[Kind] = []
+    inputs: list[Any] = []
+    inlined: list[tuple[list[Call], list[Kind], list[Any]]] = []  # producers' arguments
+    for j, spec in enumerate(block.arg_specs):
+        same = _recorder.same(calls, j)  # the one tensor every call passed, if so
+        if same is not None and (options.taint or not spec.batchable):
+            kinds.append(ArgKind.SHARED if spec.batchable else ArgKind.FIXED)
+            inputs.append(same)
+            stats.shared_args += 1
+        elif not spec.batchable:
+            raise AutobatchError(
+                f"block {block.name}: argument {j} ({spec}) differs between instances but has "
+                f"no leading batch dim of 1; pass per-instance tensors as [1, ...], or the same "
+                f"tensor object to every call"
+            )
+        elif (inline := _inline(calls, j, options, stats, arena, inlined)) is not None:
+            kinds.append(inline[0])
+            inputs.extend(inline[1])
+        else:
+            kinds.append(ArgKind.GATHER if options.gather else ArgKind.BATCH)
+            inputs.extend(_batched_arg(calls, j, spec, options, stats, arena))
+    return kinds, inputs
+
+
+def _inline(calls: list[Call], j: int, options: Options, stats: Stats, arena: Arena,
+            inlined: list[tuple[list[Call], list[Kind], list[Any]]],
+            ) -> tuple[Inline, list[Any]] | None:  # fmt: skip
+    """Argument j as an `Inline`, when every call's value is the same output of calls of one
+    lookup block (a TreeLSTM node over two leaves): the kernel recomputes those calls from
+    their own arguments, and their tables fold into its ops. `inlined` holds the arguments of
+    the producers inlined so far, reused when another argument reads the same calls."""
+    if not (options.inline and options.coarsen):
+        return None
+    first = calls[0].args[j]
+    if type(first) is not LazyValue or not first.call.block.lookup_only:
+        return None
+    sources = _recorder.producers(calls, j)
+    if sources is None:
+        return None
+    producer = first.call.block
+    found = next(((k, x) for s, k, x in inlined if s == sources), None)  # identity, then eq
+    if found is None:
+        found = _arguments(producer, sources, options, stats, arena)
+        inlined.append((sources, *found))
+    kinds, inputs = found
+    if not any(k in (ArgKind.GATHER, ArgKind.BATCH) for k in kinds):
+        return None  # the same value for every call: gathered as usual
+    stats.rows_inlined += len(calls)
+    return Inline(producer, first.slot, tuple(kinds)), inputs
 
 
 def _batch_first_shared(kinds: list[ArgKind], inputs: list[Any], n: int, options: Options) -> None:

@@ -7,7 +7,10 @@ the table, at compile time. A token embedding feeding a projection (a TreeLSTM l
 embedding) then costs a row copy per token instead of K x N multiply-adds. The row-wise ops
 folded here:
 
-- matmul by a constant weight (a Linear), the fold that pays: it replaces the multiply-adds;
+- matmul by a constant weight (a Linear), the fold that pays: it replaces the multiply-adds.
+  A Linear over a concat whose parts include lookups (a TreeLSTM node over two looked-up
+  children) is split by parts first, `concat(x1, x2) @ W = x1 @ W1 + x2 @ W2`, and each looked-up
+  part folds to its own table;
 - elementwise ops: unary ones, binary ones with a constant that is the same for every row
   (rank <= 1, e.g. a bias) or with another lookup by the same indices (`sigmoid(i) * tanh(u)`
   of a TreeLSTM cell), and `split` along the row;
@@ -15,9 +18,9 @@ folded here:
   another reader keeps that table and adds a second; further folds may then drop both (in a
   TreeLSTM leaf, `h = sigmoid(o[i]) * tanh(c[i])` with c also an output: tanh(c) and sigmoid(o)
   become tables, then their product, so the tables left are c and h, as many as before). So the
-  pass folds lookups with other readers too, and keeps that result unless its constants take
-  more memory than a second fold that leaves such lookups alone (made only when the first met
-  one).
+  pass folds lookups with other readers too, and keeps that result unless a second fold that
+  leaves such lookups alone (made only when the first met one) keeps no more matmuls and takes
+  less memory.
 
 A folded table is built only when it holds at most `max_elements` values (16 MiB of float32 by
 default), so large vocabularies keep their ops. Results agree with the unfolded graph to the
@@ -33,7 +36,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ember.ir import Builder, Graph, Node, Value, rewrite
-from ember.ir.ops import BinaryOp, Gather, Split, UnaryOp
+from ember.ir.ops import Add, BinaryOp, Concat, Gather, MatMul, Split, UnaryOp
 from ember.passes._match import linear_weight
 from ember.passes.registry import graph_pass
 
@@ -50,7 +53,11 @@ def fold_table_lookups(g: Graph, *, max_elements: int = 1 << 22) -> Graph:
     if not met_shared:  # no lookup had another reader: the strict fold would be the same
         return eager
     strict, _ = _fold_lookups(g, max_elements, strict=True)
-    return eager if eager.param_bytes <= strict.param_bytes else strict
+    return min(eager, strict, key=lambda f: (_matmuls(f), f.param_bytes))
+
+
+def _matmuls(g: Graph) -> int:
+    return sum(isinstance(n.op, MatMul) for n in g.nodes)
 
 
 def _fold_lookups(g: Graph, max_elements: int, *, strict: bool) -> tuple[Graph, bool]:
@@ -74,6 +81,9 @@ def _fold_lookups(g: Graph, max_elements: int, *, strict: bool) -> tuple[Graph, 
         return _Lookup(table, node.inputs[1], strict and shared)
 
     def fold(b: Builder, node: Node) -> tuple[Value, ...] | None:
+        split = _split_concat(b, node, lookup, max_elements)
+        if split is not None:
+            return (split,)
         folded = _fold(b, node, lookup, max_elements)
         if folded is None:
             return None
@@ -116,6 +126,38 @@ def _fold(b: Builder, node: Node, lookup: Lookup, max_elements: int) -> Folded |
     if isinstance(op, BinaryOp):
         return _fold_binary(b, op, ins, lookup)
     return None
+
+
+def _split_concat(b: Builder, node: Node, lookup: Lookup, max_elements: int) -> Value | None:
+    """`concat(x1, ..., xn) @ W` (along the last axis) as `sum(xi @ Wi)`, its looked-up parts
+    folded to `gather(Ti @ Wi, index)`; None unless some part folds."""
+    w = linear_weight(b, node)
+    joined = None if w is None else b.producer(node.inputs[0])
+    if joined is None or not isinstance(joined.op, Concat):
+        return None
+    parts = joined.inputs
+    if joined.op.axis not in (-1, parts[0].type.rank - 1):
+        return None
+    widths = [p.type.shape[-1] for p in parts]
+    if not all(isinstance(k, int) or getattr(k, "is_Integer", False) for k in widths):
+        return None
+    bounds = np.cumsum([0, *map(int, widths)])
+    found = [lookup(b, p) for p in parts]
+    foldable = [x is not None and x.table.shape[0] * w.shape[1] <= max_elements for x in found]
+    if not any(foldable):
+        return None
+    terms = []
+    for part, x, fold, lo, hi in zip(parts, found, foldable, bounds, bounds[1:], strict=False):
+        if fold:
+            assert x is not None
+            table = b.const(MatMul().reference(x.table, w[lo:hi]), node.outputs[0].type.dtype)
+            terms.append(b.emit(Gather(axis=0), table, x.index, loc=node.loc))
+        else:
+            terms.append(b.emit(MatMul(), part, b.const(w[lo:hi]), loc=node.loc))
+    total = terms[0]
+    for term in terms[1:]:
+        total = b.emit(Add(), total, term, loc=node.loc)
+    return total if tuple(total.type.shape) == tuple(node.outputs[0].type.shape) else None
 
 
 def _fold_binary(b: Builder, op: BinaryOp, ins: tuple[Value, ...], lookup: Lookup) -> Folded | None:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import ember.autobatch as ab
-from ember.autobatch.kernel import ArgKind
+from ember.autobatch.kernel import ArgKind, Inline
 from tests.autobatch.models import branch_program, random_tree, rnn_program, treelstm_program
 
 
@@ -44,12 +44,30 @@ def test_treelstm_matches_eager(treelstm: Any) -> None:
     assert stats.launches < stats.calls
     # one launch per (block, depth): leaves all at depth 0, node depths 1..max
     assert stats.launches == 1 + max(_depth(t) for t in trees)
-    # leaves and nodes of every depth write into one arena per output signature, so every child
-    # argument is read in place through indices; only the Python-made tokens are uploaded
-    nodes = sum(_size(t) for t in trees) - stats.rows_uploaded
+    # nodes over two leaves (depth 1) compute the leaves again from their tokens (inlined: the
+    # leaf only looks rows up); leaves and the other nodes write into one arena per output
+    # signature, so every other child argument is read in place through indices; only the
+    # Python-made tokens are uploaded, for the leaves and for the inlined leaves (once per side)
+    leaves = sum(_leaves(t) for t in trees)
+    nodes, over_leaves = sum(_size(t) for t in trees) - leaves, sum(_over_leaves(t) for t in trees)
+    assert stats.rows_inlined == 4 * over_leaves
+    assert stats.rows_uploaded == leaves + 2 * over_leaves
     assert stats.rows_staged == 0
-    assert stats.rows_in_place == 4 * nodes
+    assert stats.rows_in_place == 4 * (nodes - over_leaves)
     assert stats.rows_out == 0  # the kernels write (h, c) into the arenas themselves
+
+
+def _leaves(tree: Any) -> int:
+    return 1 if isinstance(tree, int) else _leaves(tree[0]) + _leaves(tree[1])
+
+
+def _over_leaves(tree: Any) -> int:
+    """Nodes whose children are both leaves."""
+    if isinstance(tree, int):
+        return 0
+    if isinstance(tree[0], int) and isinstance(tree[1], int):
+        return 1
+    return _over_leaves(tree[0]) + _over_leaves(tree[1])
 
 
 def _size(tree: Any) -> int:
@@ -62,15 +80,42 @@ def _depth(tree: Any) -> int:
 
 def test_block_kernel_reads_inputs_through_gather_indices(treelstm: Any) -> None:
     _, node, _ = treelstm
-    ((kinds, coarsen),) = node.kernels
-    assert kinds == (ArgKind.GATHER,) * 4
-    assert coarsen
-    graph = node.kernels[kinds, coarsen].graph
+    graph = node.kernels[(ArgKind.GATHER,) * 4, True].graph
     # per argument: a producer buffer with its own row count, and a [batch] index vector
     shapes = [tuple(map(str, v.type.shape)) for v in graph.inputs]
     assert shapes[:2] == [("rows0", "16"), ("batch",)]
     assert [n.op.name for n in graph.nodes].count("gather") == 4
     assert all(str(v.type.shape[0]) == "batch" for v in graph.outputs)
+
+
+def test_a_node_over_two_leaves_inlines_them_and_folds_its_linear(treelstm: Any) -> None:
+    """The leaf is all lookups, so a node over two leaves computes them in its own kernel from
+    the tokens, and fold-table-lookups folds the node's gate Linear into [vocab, 5 * hidden]
+    tables: that kernel has no matmul left, the others keep theirs."""
+    leaf, node, encode = treelstm
+    ab.run(encode, _trees(3, 2))  # every tree has a node over two leaves: its deepest
+    assert leaf.lookup_only and not node.lookup_only
+    inlined = {k: kernel for (k, _), kernel in node.kernels.items() if k != (ArgKind.GATHER,) * 4}
+    (kinds,) = inlined
+    leaf_kinds = (ArgKind.GATHER,)  # the tokens, stacked
+    assert kinds == tuple(Inline(leaf, slot, leaf_kinds) for slot in (0, 1, 0, 1))
+    for kernel, matmuls in ((inlined[kinds], 0), (node.kernels[(ArgKind.GATHER,) * 4, True], 1)):
+        (program,) = kernel.programs
+        assert [n.op.name for n in program.graph.nodes].count("matmul") == matmuls
+
+
+def test_blocks_that_compute_are_not_inlined() -> None:
+    """A chain of two Linear layers: the first is not a lookup block, so the second reads its
+    rows through gather indices; results equal eager either way."""
+    first, second = ab.block(torch.nn.Linear(3, 4), name="first"), ab.block(torch.nn.Linear(4, 2))
+    xs = [torch.randn(1, 3, generator=torch.Generator().manual_seed(i)) for i in range(5)]
+    stats = ab.Stats()
+    outs = ab.run(lambda x: second(first(x)), xs, stats=stats)
+    with torch.no_grad():
+        _assert_equal(outs, [second(first(x)) for x in xs])
+    assert not first.lookup_only
+    assert stats.rows_inlined == 0
+    assert [k for k, _ in second.kernels] == [(ArgKind.GATHER,)]
 
 
 @pytest.mark.slow
@@ -120,7 +165,7 @@ def test_ablations_match_eager(treelstm: Any) -> None:
     trees = _trees(4, 1)
     with torch.no_grad():
         eager = [encode(t) for t in trees]
-    for switch in ("coarsen", "taint", "gather"):
+    for switch in ("coarsen", "taint", "gather", "inline"):
         _assert_equal(ab.run(encode, trees, **{switch: False}), eager)
 
 

@@ -6,7 +6,7 @@ import torch
 import ember
 from ember.examples.autobatch_models import LeafCell
 from ember.ir import Builder, Graph, sym
-from ember.ir.ops import Add, Gather, MatMul, Mul, Tanh
+from ember.ir.ops import Add, Concat, Gather, MatMul, Mul, Tanh
 from ember.passes.fold_table_lookups import fold_table_lookups
 from tests.helpers import check_pass
 
@@ -81,6 +81,46 @@ def test_embedding_then_linear_through_ember_compile():
     with torch.no_grad():
         want = model(tokens).numpy()
     np.testing.assert_allclose(compiled(tokens).numpy(), want, rtol=1e-5, atol=1e-6)
+
+
+W2 = rng.standard_normal((8, 5)).astype(np.float32)  # a Linear over two concatenated rows
+
+
+def _linear_over_concat(right_is_lookup: bool) -> Graph:
+    """concat(gather(E, i), gather(2E, j) or an input x) @ W2: a TreeLSTM node's gates."""
+    b = Builder()
+    i = b.input((sym("n"),), "int64", name="i")
+    if right_is_lookup:
+        right = b.emit(Gather(axis=0), b.const(E * 2), b.input((sym("n"),), "int64", name="j"))
+    else:
+        right = b.input((sym("n"), 4), "float32", name="x")
+    joined = b.emit(Concat(axis=1), b.emit(Gather(axis=0), b.const(E), i), right)
+    b.output(b.emit(MatMul(), joined, b.const(W2)))
+    return b.build()
+
+
+def test_a_linear_over_concatenated_lookups_becomes_a_sum_of_lookups():
+    """concat(E[i], 2E[j]) @ W2 = (E @ W2[:4])[i] + (2E @ W2[4:])[j]: no multiply-adds left."""
+    b = Builder()
+    i = b.input((sym("n"),), "int64", name="i")
+    j = b.input((sym("n"),), "int64", name="j")
+    left = b.emit(Gather(axis=0), b.const(E @ W2[:4]), i)
+    b.output(b.emit(Add(), left, b.emit(Gather(axis=0), b.const(E * 2 @ W2[4:]), j)))
+    check_pass(fold_table_lookups, before=_linear_over_concat(True), expected=b.build())
+
+
+def test_a_linear_over_a_lookup_and_an_activation_keeps_the_activations_part():
+    b = Builder()
+    i = b.input((sym("n"),), "int64", name="i")
+    x = b.input((sym("n"), 4), "float32", name="x")
+    left = b.emit(Gather(axis=0), b.const(E @ W2[:4]), i)
+    b.output(b.emit(Add(), left, b.emit(MatMul(), x, b.const(W2[4:]))))
+    check_pass(fold_table_lookups, before=_linear_over_concat(False), expected=b.build())
+
+
+def test_a_linear_over_concatenated_lookups_over_the_limit_is_kept():
+    g = _linear_over_concat(True)
+    check_pass(fold_table_lookups, before=g, expected=g, max_elements=6 * 5 - 1)
 
 
 def _two_lookups(same_index: bool) -> Graph:
