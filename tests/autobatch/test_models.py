@@ -94,7 +94,8 @@ def test_a_node_over_two_leaves_inlines_them_and_folds_its_linear(treelstm: Any)
     tables: that kernel has no matmul left, the others keep theirs."""
     leaf, node, encode = treelstm
     ab.run(encode, _trees(3, 2))  # every tree has a node over two leaves: its deepest
-    assert leaf.lookup_only and not node.lookup_only
+    assert leaf.lookup_only
+    assert not node.lookup_only
     inlined = {k: kernel for (k, _), kernel in node.kernels.items() if k != (ArgKind.GATHER,) * 4}
     (kinds,) = inlined
     leaf_kinds = (ArgKind.GATHER,)  # the tokens, stacked
