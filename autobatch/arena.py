@@ -67,6 +67,7 @@ class Arena:
         for block, n in groups:
             for spec in block.out_specs:
                 rows[spec] = rows.get(spec, 0) + n + _align_rows(spec) - 1
+            # an index per argument (an inlined block's own arguments may need more: see index)
             indices += len(block.arg_specs) * (n + _INDEX_ALIGN - 1)
         self.buffers = {spec: Buffer(spec, n) for spec, n in rows.items()}
         self.used = dict.fromkeys(rows, 0)
@@ -83,6 +84,9 @@ class Arena:
     def index(self, n: int) -> tuple[np.ndarray, int]:
         """A 64-byte aligned int64 array of `n` rows for one gather, and its address."""
         first = -(-self._index_used // _INDEX_ALIGN) * _INDEX_ALIGN
+        if first + n > len(self._index):  # more than sized for: fresh memory (views stay valid)
+            self._index = torch.empty(max(n, len(self._index)), dtype=torch.int64).numpy()
+            self._index_address, first = self._index.ctypes.data, 0
         self._index_used = first + n
         return self._index[first : first + n], self._index_address + 8 * first
 

@@ -230,7 +230,7 @@ def main() -> None:
         trees = [random_tree(rng.randint(8, 32), rng, VOCAB) for _ in range(n)]
         impls: dict[str, Any] = {"ember": _ember(encode, trees)}
         if not args.quick:
-            for switch in ("coarsen", "gather"):
+            for switch in ("coarsen", "gather", "inline"):
                 impls[f"ember-no-{switch}"] = _ember(encode, trees, **{switch: False})
         if dy is not None:
             dy_run = dynet_treelstm(dy, leaf, node)

@@ -37,6 +37,20 @@ def test_gather_indices_are_aligned_disjoint_views_of_one_buffer() -> None:
     assert all((r == i).all() for i, (_, r) in enumerate(taken))  # none overwrote another
 
 
+def test_more_gather_indices_than_sized_for_get_fresh_memory() -> None:
+    """An inlined block's own arguments take indices beyond one per argument of the groups."""
+    block = SimpleNamespace(arg_specs=(arg_spec((1, 3), torch.float32),),
+                            out_specs=(arg_spec((1, 5), torch.float32),))  # fmt: skip
+    round_arena = Arena([(block, 10)])
+    taken = [round_arena.index(n) for n in (10, 10, 100)]
+    for i, ((rows, address), n) in enumerate(zip(taken, (10, 10, 100), strict=True)):
+        assert rows.shape == (n,)
+        assert address % 64 == 0
+        assert address == rows.ctypes.data
+        rows[:] = i
+    assert all((rows == i).all() for i, (rows, _) in enumerate(taken))
+
+
 def test_output_rows_start_aligned() -> None:
     spec = arg_spec((1, 5), torch.float32)  # 20-byte rows: 16 rows per 64 bytes
     block = SimpleNamespace(arg_specs=(spec,), out_specs=(spec,))
