@@ -141,19 +141,19 @@ def _split_concat(b: Builder, node: Node, lookup: Lookup, max_elements: int) -> 
     widths = [p.type.shape[-1] for p in parts]
     if not all(isinstance(k, int) or getattr(k, "is_Integer", False) for k in widths):
         return None
-    bounds = np.cumsum([0, *map(int, widths)])
     found = [lookup(b, p) for p in parts]
     foldable = [x is not None and x.table.shape[0] * w.shape[1] <= max_elements for x in found]
     if not any(foldable):
         return None
     terms = []
-    for part, x, fold, lo, hi in zip(parts, found, foldable, bounds, bounds[1:], strict=False):
+    rows = np.split(w, np.cumsum([int(k) for k in widths])[:-1])  # W's rows for each part
+    for part, x, fold, wi in zip(parts, found, foldable, rows, strict=True):
         if fold:
             assert x is not None
-            table = b.const(MatMul().reference(x.table, w[lo:hi]), node.outputs[0].type.dtype)
+            table = b.const(MatMul().reference(x.table, wi), node.outputs[0].type.dtype)
             terms.append(b.emit(Gather(axis=0), table, x.index, loc=node.loc))
         else:
-            terms.append(b.emit(MatMul(), part, b.const(w[lo:hi]), loc=node.loc))
+            terms.append(b.emit(MatMul(), part, b.const(wi), loc=node.loc))
     total = terms[0]
     for term in terms[1:]:
         total = b.emit(Add(), total, term, loc=node.loc)
