@@ -569,66 +569,53 @@ static PyObject *same(PyObject *module, PyObject *const *argv, Py_ssize_t argc) 
     return Py_NewRef(first ? first : Py_None);
 }
 
-static PyObject *made(PyObject *module, PyObject *const *argv, Py_ssize_t argc) {
+/* Argument j of every call (`of_calls` 0: none may be a LazyValue), or the Calls making it
+   (`of_calls` 1: each must be the same output of a call of one block); None otherwise. */
+static PyObject *collect(PyObject *const *argv, Py_ssize_t argc, int of_calls) {
     Py_ssize_t j;
     if (argc != 2 || !PyList_Check(argv[0]) || (j = PyLong_AsSsize_t(argv[1])) < 0) {
         if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_TypeError, "made(calls: list, j: int)");
+            PyErr_Format(PyExc_TypeError, "%s(calls: list, j: int)",
+                         of_calls ? "producers" : "made");
         return NULL;
     }
     Py_ssize_t n = PyList_GET_SIZE(argv[0]);
     PyObject *column = PyList_New(n);
     if (column == NULL)
         return NULL;
+    LazyObject *first = NULL;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *a;
         if (get_column(argv[0], j, i, &a)) {
             Py_DECREF(column);
             return NULL;
         }
-        if (Py_TYPE(a) == lazy_value) {
+        if ((Py_TYPE(a) == lazy_value) != of_calls) {
             Py_DECREF(column);
             Py_RETURN_NONE;
+        }
+        if (of_calls) {
+            LazyObject *v = (LazyObject *)a;
+            if (first == NULL)
+                first = v;
+            else if (v->slot != first->slot ||
+                     ((CallObject *)v->call)->block != ((CallObject *)first->call)->block) {
+                Py_DECREF(column);
+                Py_RETURN_NONE;
+            }
+            a = v->call;
         }
         PyList_SET_ITEM(column, i, Py_NewRef(a));
     }
     return column;
 }
 
+static PyObject *made(PyObject *module, PyObject *const *argv, Py_ssize_t argc) {
+    return collect(argv, argc, 0);
+}
+
 static PyObject *producers(PyObject *module, PyObject *const *argv, Py_ssize_t argc) {
-    Py_ssize_t j;
-    if (argc != 2 || !PyList_Check(argv[0]) || (j = PyLong_AsSsize_t(argv[1])) < 0) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_TypeError, "producers(calls: list, j: int)");
-        return NULL;
-    }
-    Py_ssize_t n = PyList_GET_SIZE(argv[0]);
-    LazyObject *first = NULL;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *a;
-        if (get_column(argv[0], j, i, &a))
-            return NULL;
-        if (Py_TYPE(a) != lazy_value)
-            Py_RETURN_NONE;
-        LazyObject *v = (LazyObject *)a;
-        if (first == NULL)
-            first = v;
-        else if (v->slot != first->slot ||
-                 ((CallObject *)v->call)->block != ((CallObject *)first->call)->block)
-            Py_RETURN_NONE;
-    }
-    PyObject *column = PyList_New(n);
-    if (column == NULL)
-        return NULL;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *a;
-        if (get_column(argv[0], j, i, &a)) {
-            Py_DECREF(column);
-            return NULL;
-        }
-        PyList_SET_ITEM(column, i, Py_NewRef(((LazyObject *)a)->call));
-    }
-    return column;
+    return collect(argv, argc, 1);
 }
 
 static PyObject *finish(PyObject *module, PyObject *const *argv, Py_ssize_t argc) {
