@@ -101,7 +101,7 @@ def launch(block: Any, calls: list[Call], options: Options, stats: Stats, arena:
     """Run `calls` (one group: same block, same depth) as one batched kernel; its outputs go to
     `arena`."""
     kinds, inputs = _arguments(block, calls, options, stats, arena)
-    if not any(k in (ArgKind.GATHER, ArgKind.BATCH) or isinstance(k, Inline) for k in kinds):
+    if not _batched(kinds):
         _batch_first_shared(kinds, inputs, len(calls), options)
     kernel = block.kernel(tuple(kinds), options.coarsen)
     n = len(calls)
@@ -169,10 +169,16 @@ def _inline(calls: list[Call], j: int, options: Options, stats: Stats, arena: Ar
         found = _arguments(producer, sources, options, stats, arena)
         inlined.append((sources, *found))
     kinds, inputs = found
-    if not any(k in (ArgKind.GATHER, ArgKind.BATCH) for k in kinds):
+    if not _batched(kinds):
         return None  # the same value for every call: gathered as usual
     stats.rows_inlined += len(calls)
     return Inline(producer, first.slot, tuple(kinds)), inputs
+
+
+def _batched(kinds: list[Kind]) -> bool:
+    """Whether some argument brings the batch's rows (an Inline is made only when one of its
+    block's own arguments does)."""
+    return any(k in (ArgKind.GATHER, ArgKind.BATCH) or isinstance(k, Inline) for k in kinds)
 
 
 def _batch_first_shared(kinds: list[ArgKind], inputs: list[Any], n: int, options: Options) -> None:

@@ -139,14 +139,14 @@ def _split_concat(b: Builder, node: Node, lookup: Lookup, max_elements: int) -> 
     if joined.op.axis not in (-1, parts[0].type.rank - 1):
         return None
     widths = [p.type.shape[-1] for p in parts]
-    if not all(isinstance(k, int) or getattr(k, "is_Integer", False) for k in widths):
+    if not all(isinstance(k, int) for k in widths):  # TensorType keeps static dims as ints
         return None
     found = [lookup(b, p) for p in parts]
     foldable = [x is not None and x.table.shape[0] * w.shape[1] <= max_elements for x in found]
     if not any(foldable):
         return None
     terms = []
-    rows = np.split(w, np.cumsum([int(k) for k in widths])[:-1])  # W's rows for each part
+    rows = np.split(w, np.cumsum(widths)[:-1])  # W's rows for each part
     for part, x, fold, wi in zip(parts, found, foldable, rows, strict=True):
         if fold:
             assert x is not None
