@@ -549,6 +549,30 @@ static PyObject *rows(PyObject *module, PyObject *const *argv, Py_ssize_t argc) 
     return Py_NewRef(buffer ? buffer : Py_None);
 }
 
+static PyObject *launched(PyObject *module, PyObject *const *argv, Py_ssize_t argc) {
+    int64_t *out;
+    if (argc != 2 || !PyList_Check(argv[0]) ||
+        (out = (int64_t *)PyLong_AsVoidPtr(argv[1])) == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "launched(calls: list, out: int64 pointer)");
+        return NULL;
+    }
+    PyObject *calls = argv[0], *outputs = NULL;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(calls); i++) {
+        CallObject *call = (CallObject *)PyList_GET_ITEM(calls, i);
+        if (Py_TYPE(call) != &CallType) {
+            PyErr_SetString(PyExc_TypeError, "a group holds Calls only");
+            return NULL;
+        }
+        if (call->outputs == NULL || call->outputs == Py_None ||
+            (outputs != NULL && call->outputs != outputs))
+            Py_RETURN_NONE;
+        outputs = call->outputs;
+        out[i] = call->row;
+    }
+    return Py_NewRef(outputs ? outputs : Py_None);
+}
+
 static PyObject *same(PyObject *module, PyObject *const *argv, Py_ssize_t argc) {
     Py_ssize_t j;
     if (argc != 2 || !PyList_Check(argv[0]) || (j = PyLong_AsSsize_t(argv[1])) < 0) {
@@ -654,6 +678,9 @@ static PyMethodDef methods[] = {
      "rows(calls, j, out): the one buffer holding argument j of every call, writing their rows "
      "to the int64 array at address `out`; None if they are not all computed values in one "
      "buffer"},
+    {"launched", (PyCFunction)(void (*)(void))launched, METH_FASTCALL,
+     "launched(calls, out): the outputs list every call got from one launch, writing their rows "
+     "to the int64 array at address `out`; None if they are not all computed by one launch"},
     {"same", (PyCFunction)(void (*)(void))same, METH_FASTCALL,
      "same(calls, j): argument j if every call passed that same object (not a LazyValue), "
      "else None"},

@@ -57,8 +57,10 @@ class Buffer:
 
 
 class Arena:
-    """The buffers of one round, sized up front from its recorded (block, depth) groups, and
-    the round's gather indices (one int64 buffer: a launch's index arrays are views of it)."""
+    """The buffers of one round, sized up front from its recorded (block, depth) groups, the
+    round's gather indices (one int64 buffer: a launch's index arrays are views of it) and the
+    batches its launches uploaded (Python-made arguments, stacked: kernels inlining those calls
+    again read them there)."""
 
     def __init__(self, groups: Iterable[tuple[Any, int]]) -> None:
         """`groups`: (block, number of calls) for every group the round will launch."""
@@ -73,6 +75,8 @@ class Arena:
         self.used = dict.fromkeys(rows, 0)
         self._index = _memory((), torch.int64, indices, self)
         self._index_address, self._index_used = self._index.ctypes.data, 0
+        # id(a launch's outputs list) -> the batches it uploaded, by argument index
+        self.uploads: dict[int, dict[int, torch.Tensor]] = {}
 
     def place(self, spec: ArgSpec, n: int) -> tuple[Buffer, int]:
         """Reserve `n` rows for one output of a launch: the buffer and the first row."""

@@ -38,7 +38,8 @@ class Stats:
     rounds: int = 0
     launches: int = 0
     calls: int = 0
-    rows_in_place: int = 0  # read by the kernel from one producer's buffer through indices
+    rows_in_place: int = 0  # read by the kernel through indices, from one producer's buffer or
+    # from the batch of Python-made tensors an earlier launch uploaded (inlined lookup blocks)
     rows_staged: int = 0  # copied together by the runtime first (several buffers, gather off)
     rows_uploaded: int = 0  # per-instance tensors made by Python, stacked into a batch
     rows_inlined: int = 0  # computed inside the kernel by an inlined lookup block (Inline)
@@ -82,9 +83,12 @@ def _stage(calls: list[Call], j: int, spec: ArgSpec, stats: Stats) -> torch.Tens
 
 
 def _batched_arg(calls: list[Call], j: int, spec: ArgSpec, options: Options, stats: Stats,
-                 arena: Arena) -> list[Any]:  # fmt: skip
-    """The kernel inputs for argument `j`: (buffer, rows) if every call's value is in one
-    buffer, else a contiguous batch."""
+                 arena: Arena) -> tuple[list[Any], torch.Tensor | None]:  # fmt: skip
+    """The kernel inputs for argument `j` and the batch uploaded for it, if any.
+
+    The inputs are (buffer, rows) if every call's value is in one buffer, or if the calls are
+    ones an earlier launch computed (an inlined lookup block's) and it uploaded argument j (the
+    TreeLSTM leaves' tokens: uploaded once, by the leaf launch); else a contiguous batch."""
     if options.gather:
         import tvm
 
@@ -92,20 +96,27 @@ def _batched_arg(calls: list[Call], j: int, spec: ArgSpec, options: Options, sta
         buffer = _recorder.rows(calls, j, address)
         if buffer is not None:
             stats.rows_in_place += len(calls)
-            return [buffer.device(), tvm.runtime.from_dlpack(rows)]
+            return [buffer.device(), tvm.runtime.from_dlpack(rows)], None
+        launch = _recorder.launched(calls, address)  # its outputs list, the calls' rows
+        uploaded = None if launch is None else arena.uploads.get(id(launch), {}).get(j)
+        if uploaded is not None:
+            stats.rows_in_place += len(calls)
+            return [uploaded, tvm.runtime.from_dlpack(rows)], None
     staged = _stage(calls, j, spec, stats)
-    return [staged, torch.arange(len(calls))] if options.gather else [staged]
+    return ([staged, torch.arange(len(calls))] if options.gather else [staged]), staged
 
 
 def launch(block: Any, calls: list[Call], options: Options, stats: Stats, arena: Arena) -> None:
     """Run `calls` (one group: same block, same depth) as one batched kernel; its outputs go to
     `arena`."""
-    kinds, inputs = _arguments(block, calls, options, stats, arena)
+    kinds, inputs, uploads = _arguments(block, calls, options, stats, arena)
     if not _batched(kinds):
         _batch_first_shared(kinds, inputs, len(calls), options)
     kernel = block.kernel(tuple(kinds), options.coarsen)
     n = len(calls)
     outputs = [arena.place(spec, n) for spec in block.out_specs]
+    if uploads:
+        arena.uploads[id(outputs)] = uploads  # the calls keep `outputs` alive: the id is theirs
     if kernel.destinations:
         inputs.extend(buffer.rows(first, n) for buffer, first in outputs)
     start = time.perf_counter()
@@ -121,11 +132,13 @@ def launch(block: Any, calls: list[Call], options: Options, stats: Stats, arena:
 
 
 def _arguments(block: Any, calls: list[Call], options: Options, stats: Stats,
-               arena: Arena) -> tuple[list[Kind], list[Any]]:  # fmt: skip
-    """How each argument of `calls` reaches the kernel, and the kernel's inputs."""
+               arena: Arena) -> tuple[list[Kind], list[Any], dict[int, torch.Tensor]]:  # fmt: skip
+    """How each argument of `calls` reaches the kernel, the kernel's inputs, and the batches
+    uploaded for them (by argument index)."""
     assert block.arg_specs is not None
     kinds: list[Kind] = []
     inputs: list[Any] = []
+    uploads: dict[int, torch.Tensor] = {}
     inlined: list[tuple[list[Call], list[Kind], list[Any]]] = []  # producers' arguments
     for j, spec in enumerate(block.arg_specs):
         same = _recorder.same(calls, j)  # the one tensor every call passed, if so
@@ -144,8 +157,11 @@ def _arguments(block: Any, calls: list[Call], options: Options, stats: Stats,
             inputs.extend(inline[1])
         else:
             kinds.append(ArgKind.GATHER if options.gather else ArgKind.BATCH)
-            inputs.extend(_batched_arg(calls, j, spec, options, stats, arena))
-    return kinds, inputs
+            batched, uploaded = _batched_arg(calls, j, spec, options, stats, arena)
+            inputs.extend(batched)
+            if uploaded is not None:
+                uploads[j] = uploaded
+    return kinds, inputs, uploads
 
 
 def _inline(calls: list[Call], j: int, options: Options, stats: Stats, arena: Arena,
@@ -166,7 +182,7 @@ def _inline(calls: list[Call], j: int, options: Options, stats: Stats, arena: Ar
     producer = first.call.block
     found = next(((k, x) for s, k, x in inlined if s == sources), None)  # identity, then eq
     if found is None:
-        found = _arguments(producer, sources, options, stats, arena)
+        found = _arguments(producer, sources, options, stats, arena)[:2]
         inlined.append((sources, *found))
     kinds, inputs = found
     if not _batched(kinds):
