@@ -106,6 +106,28 @@ def test_a_node_over_two_leaves_inlines_them_and_folds_its_linear(treelstm: Any)
         assert [n.op.name for n in program.graph.nodes].count("matmul") == matmuls
 
 
+def test_leaves_of_an_earlier_round_are_inlined_from_their_tokens_again(treelstm: Any) -> None:
+    """Leaves recorded before a read are computed in that round; a node over two of them made
+    after it still inlines them, stacking their tokens again (the batch their own launch
+    uploaded belonged to the earlier round)."""
+    leaf, node, _ = treelstm
+
+    def pair(tokens: tuple[int, int]) -> Any:
+        left, right = (leaf(torch.tensor([t])) for t in tokens)
+        if bool(torch.sum(left[0]) < 1e9):  # reads a value: the leaves run in round 1
+            return node(*left, *right)
+        return left
+
+    pairs = [(1, 2), (3, 4), (5, 1)]
+    stats = ab.Stats()
+    outs = ab.run(pair, pairs, stats=stats)
+    with torch.no_grad():
+        _assert_equal(outs, [pair(p) for p in pairs])
+    assert stats.rounds == 2
+    assert stats.rows_inlined == 4 * len(pairs)
+    assert stats.rows_uploaded == 2 * len(pairs) + 2 * len(pairs)  # once per round
+
+
 def test_blocks_that_compute_are_not_inlined() -> None:
     """A chain of two Linear layers: the first is not a lookup block, so the second reads its
     rows through gather indices; results equal eager either way."""
