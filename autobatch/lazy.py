@@ -91,6 +91,14 @@ class LazyValue(LazyBase):
     def __getitem__(self, key: Any) -> Any:
         return self.value()[force(key)]
 
+    def __getattr__(self, name: str) -> Any:
+        """Other public tensor attributes and methods (`.sum()`, `.argmax()`, `.T`, ...) read
+        the value. Private and dunder names are not forwarded: probing them (`hasattr(v,
+        "_fields")`, copy's `__deepcopy__`) must not compute the value."""
+        if name.startswith("_") or not hasattr(torch.Tensor, name):
+            raise AttributeError(f"'LazyValue' object has no attribute {name!r}")
+        return getattr(self.value(), name)
+
 
 def _binary(name: str) -> Callable[[LazyValue, Any], Any]:
     def method(self: LazyValue, other: Any) -> Any:

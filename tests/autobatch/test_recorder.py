@@ -99,3 +99,20 @@ def test_a_function_and_its_closure_are_freed_after_its_run() -> None:
     held = run_once()
     gc.collect()
     assert held() is None  # ab.run keeps no reference to the function it ran
+
+
+def test_tensor_methods_read_the_value_and_private_probes_do_not() -> None:
+    double = ab.block(lambda x: 2 * x, name="double")
+    ready_after_probes = []
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        y = double(x)
+        assert not hasattr(y, "_fields")
+        assert not hasattr(y, "no_such_attribute")
+        ready_after_probes.append(getattr(y, "ready", None))
+        return y.argmax() if y.sum() > 0 else y.abs().max()
+
+    xs = [torch.tensor([[1.0, 3.0, 2.0]]), torch.tensor([[-1.0, -3.0, -2.0]])]
+    outs = ab.run(fn, xs)
+    assert [o.item() for o in outs] == [fn(x).item() for x in xs] == [1, 6.0]
+    assert ready_after_probes[:2] == [False, False]  # first runs: the probes computed nothing
