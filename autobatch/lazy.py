@@ -37,6 +37,20 @@ class LazyValue(LazyBase):
     def dtype(self) -> torch.dtype:
         return self.spec.dtype
 
+    # what the signature already tells: reading it computes nothing (no flush)
+    @property
+    def ndim(self) -> int:
+        return len(self.spec.shape)
+
+    def dim(self) -> int:
+        return len(self.spec.shape)
+
+    def size(self, dim: int | None = None) -> Any:
+        return self.shape if dim is None else self.shape[dim]
+
+    def numel(self) -> int:
+        return self.shape.numel()
+
     @property
     def ready(self) -> bool:
         return self.call.outputs is not None

@@ -101,7 +101,7 @@ def test_a_function_and_its_closure_are_freed_after_its_run() -> None:
     assert held() is None  # ab.run keeps no reference to the function it ran
 
 
-def test_tensor_methods_read_the_value_and_private_probes_do_not() -> None:
+def test_tensor_methods_read_the_value_but_probes_and_shape_queries_do_not() -> None:
     double = ab.block(lambda x: 2 * x, name="double")
     ready_after_probes = []
 
@@ -109,10 +109,18 @@ def test_tensor_methods_read_the_value_and_private_probes_do_not() -> None:
         y = double(x)
         assert not hasattr(y, "_fields")
         assert not hasattr(y, "no_such_attribute")
+        assert (y.shape, y.ndim, y.dim(), y.size(), y.size(-1), y.numel()) == (
+            (1, 3),
+            2,
+            2,
+            (1, 3),
+            3,
+            3,
+        )
         ready_after_probes.append(getattr(y, "ready", None))
         return y.argmax() if y.sum() > 0 else y.abs().max()
 
     xs = [torch.tensor([[1.0, 3.0, 2.0]]), torch.tensor([[-1.0, -3.0, -2.0]])]
     outs = ab.run(fn, xs)
     assert [o.item() for o in outs] == [fn(x).item() for x in xs] == [1, 6.0]
-    assert ready_after_probes[:2] == [False, False]  # first runs: the probes computed nothing
+    assert ready_after_probes[:2] == [False, False]  # first runs: nothing was computed yet
