@@ -37,7 +37,7 @@ class LazyValue(LazyBase):
     def dtype(self) -> torch.dtype:
         return self.spec.dtype
 
-    # what the signature already tells: reading it computes nothing (no flush)
+    # what the signature and the arenas already tell: reading it computes nothing (no flush)
     @property
     def ndim(self) -> int:
         return len(self.spec.shape)
@@ -50,6 +50,10 @@ class LazyValue(LazyBase):
 
     def numel(self) -> int:
         return self.shape.numel()
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")  # values live in the arenas, host memory
 
     @property
     def ready(self) -> bool:
