@@ -12,6 +12,7 @@ from typing import Any
 import tvm
 from tvm import relax
 
+from ember.codegen.balance import tir_pipeline
 from ember.codegen.cpu_matmul import panel_width
 from ember.codegen.destinations import write_into_destinations
 from ember.codegen.fast_math import fast_math as use_fast_math
@@ -107,7 +108,9 @@ def build(
             relax_pipeline = tvm.transform.Sequential(
                 [relax.get_pipeline("default"), _shape_funcs_noalias]
             )
-        executable = tvm.compile(mod, tgt, relax_pipeline=relax_pipeline)
+        executable = tvm.compile(
+            mod, tgt, relax_pipeline=relax_pipeline, tir_pipeline=tir_pipeline(tgt)
+        )
         times["compile"] = time.perf_counter() - start
     except CodegenError as err:
         err.add_note(f"the Relax/TIR module is at {_dump(mod)}")

@@ -3,7 +3,8 @@
 The one reduction block, `C[s, i, j] += A[s, i, k] * B[s, k, j]` in any layout and with any batch
 broadcast, is normalized to those three 3-D buffers (batch dims of A alone fold into i). Then:
 
-    parallel for tile in (s, j-tiles, i-tiles):       # i innermost: the B panel stays in cache
+    parallel for tile in (s, j-tiles, i-tiles):       # i innermost: the B panel stays in cache;
+                                                       # balanced between cores (codegen/balance.py)
         acc[mr, nr] = 0                                # registers: mr x nr/lanes vectors
         for k: for ii (unrolled): for jj (vectorized): acc[ii, jj] += A[i, k] * B[k, j]
         C[i, j] = epilogue(acc)                        # bias, activation, residual, cast
@@ -24,6 +25,7 @@ from tvm.s_tir.dlight.gpu.matmul import IterKind, IterTrait, make_iter_fusion_in
 from tvm.target import Target
 from tvm.tirx.analysis import undefined_vars
 
+from ember.codegen.balance import BALANCE
 from ember.codegen.cpu_elementwise import schedule_spatial_block
 from ember.codegen.cpu_rule import CPURule, extent, vector_lanes
 
@@ -266,6 +268,7 @@ def _tile(sch: s_tir.Schedule, main: Any, mr: int, nr: int, lanes: int) -> Any:
     sch.reorder(s, jo, io, k, ii, ji)
     tile = sch.fuse(s, jo, io)
     sch.parallel(tile)
+    sch.annotate(tile, BALANCE, 1)  # a tile writes C from A and B: safe to run twice
     sch.unroll(ii)
     _vectorize_loop(sch, ji, lanes)
     return tile
