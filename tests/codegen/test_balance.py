@@ -87,7 +87,9 @@ _EVERY_TILE = textwrap.dedent(
     import numpy as np, torch, tvm, ember
     from ember.codegen.balance import tir_pipeline
     from tests.codegen.test_balance import _rows_times_w, HOST, K, N
-    lib = tvm.tirx.build(tvm.IRModule({"main": _rows_times_w}), HOST, pipeline=tir_pipeline(HOST))
+    four = tvm.target.Target({**HOST.export(), "num-cores": 4})  # two pairs of workers
+    libs = [tvm.tirx.build(tvm.IRModule({"main": _rows_times_w}), HOST, pipeline=tir_pipeline(t))
+            for t in (HOST, four)]
     rng = np.random.default_rng(0)
     w = rng.standard_normal((K, N), dtype=np.float32)
     linear = torch.nn.Linear(64, 96)
@@ -97,10 +99,11 @@ _EVERY_TILE = textwrap.dedent(
     assert "llvm.x86.sse2.mfence" in kernels.inspect_source("ll")  # its matmul is balanced
     for m in (1, 3, 4, 5, 17, 64, 243):
         a = rng.standard_normal((m, K), dtype=np.float32)
-        for _ in range(20):  # a race would show up in some run
-            c = tvm.runtime.tensor(np.full((m, N), np.nan, np.float32))
-            lib["main"](tvm.runtime.tensor(a), tvm.runtime.tensor(w), c)
-            np.testing.assert_allclose(c.numpy(), a @ w, rtol=1e-5, atol=1e-4)
+        for lib in libs:
+            for _ in range(20):  # a race would show up in some run
+                c = tvm.runtime.tensor(np.full((m, N), np.nan, np.float32))
+                lib["main"](tvm.runtime.tensor(a), tvm.runtime.tensor(w), c)
+                np.testing.assert_allclose(c.numpy(), a @ w, rtol=1e-5, atol=1e-4)
         x = torch.randn(m, 64)
         torch.testing.assert_close(model(x), linear(x).detach(), rtol=1e-5, atol=1e-5)
     print("ok")
@@ -109,10 +112,10 @@ _EVERY_TILE = textwrap.dedent(
 
 
 @pytest.mark.skipif(tir_pipeline(HOST) == "default", reason="balancing is for x86, even cores")
-@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("threads", [1, 2, 3, 4])
 def test_every_tile_is_computed_for_any_pool_size(threads: int) -> None:
-    """One thread runs both workers in turn; three leave one idle. ember's Linear (a balanced
-    symbolic-M matmul) equals torch's too."""
+    """For one pair of workers and for two: fewer threads run workers in turn, more leave some
+    idle. ember's Linear (a balanced symbolic-M matmul) equals torch's too."""
     env = {**os.environ, "TVM_NUM_THREADS": str(threads)}
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     done = subprocess.run([sys.executable, "-c", _EVERY_TILE], env=env, cwd=root,
