@@ -4,8 +4,8 @@ times the weight of its own expert, y[i] = x[i] @ w[expert[i]], for any row coun
 Rows arrive sorted by expert, so a tile of ROWS consecutive rows mostly shares one weight, but
 the kernel never assumes it: each row reads its expert's weight rows. A tile of ROWS x COLS
 accumulators (6 x 64 floats: 24 AVX-512 registers) stays in registers while K streams by,
-vectorized along the columns; row tiles run in parallel, balanced between the cores
-(codegen/balance.py). The last tile re-reads the last row
+vectorized along the columns; row tiles run in parallel, balanced between the cores when they
+are big enough (codegen/balance.py). The last tile re-reads the last row
 instead of branching in the inner loop and stores only the real rows. A row whose expert index
 is `experts` or more (past the last group of `grouped_mm`) gets zeros.
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 from tvm.script import tirx as T
 
-from ember.codegen.balance import BALANCE
+from ember.codegen.balance import BALANCE, MIN_TILE_FMAS, chunk_tiles
 
 __all__ = ["COLS", "ROWS", "kernels"]
 
@@ -30,6 +30,8 @@ def kernels(experts: int, k: int, f: int, target: str) -> tuple[Any]:  # noqa: C
     if target != "llvm":
         raise ValueError(f"row_gemm has a CPU schedule only, not {target}")
     cols = next(c for c in (COLS, 32, 16, 8, 4, 2, 1) if f % c == 0)
+    fmas = ROWS * f * k  # a tile: every column of its rows
+    balance = {BALANCE: chunk_tiles(fmas)} if fmas >= MIN_TILE_FMAS else {}
     last = experts - 1
 
     @T.prim_func
@@ -44,7 +46,7 @@ def kernels(experts: int, k: int, f: int, target: str) -> tuple[Any]:  # noqa: C
         x = T.match_buffer(x_handle, (n, k), "float32")
         expert = T.match_buffer(expert_handle, (n,), "int64")
         y = T.match_buffer(y_handle, (n, f), "float32")
-        for t in T.parallel((n + ROWS - 1) // ROWS, annotations={BALANCE: 1}):
+        for t in T.parallel((n + ROWS - 1) // ROWS, annotations=balance):
             acc = T.decl_buffer((ROWS, cols), "float32", scope="local")
             for c in range(f // cols):
                 for i in T.unroll(ROWS):

@@ -1,7 +1,8 @@
 """Balanced parallel tiles (codegen/balance.py): an annotated tile loop becomes two workers meeting
 in the middle; every tile is computed (results equal numpy for every pool size, including one
 thread and more threads than workers); a loop whose tiles read what they write is left alone;
-ember's matmuls are built balanced on this CPU and still equal torch's."""
+ember's matmuls and MoE row-GEMMs with big enough tiles are built balanced on this CPU and still
+give the right results."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import tvm_ffi
 from tvm import tirx
 from tvm.script import tirx as T
 
+from ember.codegen import row_gemm
 from ember.codegen.balance import BALANCE, balance_parallel_tiles, tir_pipeline
 from ember.codegen.target import host_cpu
 
@@ -92,8 +94,8 @@ _EVERY_TILE = textwrap.dedent(
             for t in (HOST, four)]
     rng = np.random.default_rng(0)
     w = rng.standard_normal((K, N), dtype=np.float32)
-    linear = torch.nn.Linear(64, 96)
-    model = ember.compile(linear, [torch.randn(8, 64)], dynamic={0: {0: ("batch", 1, 4096)}},
+    linear = torch.nn.Linear(512, 96)  # 6 x 64 x 512 per tile: balanced
+    model = ember.compile(linear, [torch.randn(8, 512)], dynamic={0: {0: ("batch", 1, 4096)}},
                           cache=False)  # a fresh build: its LLVM source is inspected
     (kernels,) = model.programs[0].executor.executable.mod.imports
     assert "llvm.x86.sse2.mfence" in kernels.inspect_source("ll")  # its matmul is balanced
@@ -104,7 +106,7 @@ _EVERY_TILE = textwrap.dedent(
                 c = tvm.runtime.tensor(np.full((m, N), np.nan, np.float32))
                 lib["main"](tvm.runtime.tensor(a), tvm.runtime.tensor(w), c)
                 np.testing.assert_allclose(c.numpy(), a @ w, rtol=1e-5, atol=1e-4)
-        x = torch.randn(m, 64)
+        x = torch.randn(m, 512)
         torch.testing.assert_close(model(x), linear(x).detach(), rtol=1e-5, atol=1e-5)
     print("ok")
     """
@@ -122,6 +124,25 @@ def test_every_tile_is_computed_for_any_pool_size(threads: int) -> None:
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().endswith("ok")
+
+
+@pytest.mark.skipif(tir_pipeline(HOST) == "default", reason="balancing is for x86, even cores")
+@pytest.mark.parametrize(("k", "balanced"), [(512, True), (24, False)])
+def test_moe_row_gemm_is_balanced_when_its_tiles_are_big_enough(k: int, balanced: bool) -> None:
+    """A row tile is 6 rows x every column: 6 x 128 x 512 FMAs is enough, 6 x 128 x 24 is not."""
+    experts, f = 4, 128
+    (kernel,) = row_gemm.kernels(experts, k, f, "llvm")
+    lib = tvm.tirx.build(tvm.IRModule({"main": kernel}), HOST, pipeline=tir_pipeline(HOST))
+    assert ("llvm.x86.sse2.mfence" in lib.inspect_source("ll")) == balanced
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((experts, k, f), dtype=np.float32)
+    for n in (1, 7, 40):
+        x = rng.standard_normal((n, k), dtype=np.float32)
+        expert = rng.integers(0, experts, n)
+        y = tvm.runtime.tensor(np.full((n, f), np.nan, np.float32))
+        lib["main"](*map(tvm.runtime.tensor, (x, w, expert)), y)
+        want = np.einsum("nk,nkf->nf", x, w[expert])
+        np.testing.assert_allclose(y.numpy(), want, rtol=1e-4, atol=1e-4)
 
 
 def test_pipeline_only_for_x86_cpus_with_an_even_core_count() -> None:

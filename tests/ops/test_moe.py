@@ -66,10 +66,8 @@ def test_grouped_mm_compute_matches_reference(rng):
 def test_grouped_mm_cpu_kernel_matches_reference(rng, columns):
     import tvm
 
-    from ember.codegen.balance import tir_pipeline
     from ember.codegen.build import build
     from ember.codegen.lower import to_relax
-    from ember.codegen.target import host_cpu
     from ember.runtime import Executor
 
     b = Builder()
@@ -82,9 +80,6 @@ def test_grouped_mm_cpu_kernel_matches_reference(rng, columns):
         names = [gv.name_hint for gv in to_relax(graph).functions]
     assert "row_gemm_0" in names  # the CPU kernel, not the TE compute
     result = build(graph)
-    if tir_pipeline(tvm.target.Target(host_cpu())) != "default":  # x86, even cores
-        (kernels,) = result.executable.mod.imports
-        assert "llvm.x86.sse2.mfence" in kernels.inspect_source("ll")  # its row tiles balanced
     run = Executor(result.executable, target=result.target).run
     for rows in (1, 6, 13, 40):  # whole and partial 6-row tiles
         xs = rng.standard_normal((rows, 24)).astype(np.float32)
