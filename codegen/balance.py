@@ -6,28 +6,29 @@ independently (a pure-Python loop pinned to each takes 18 or 28 ms, flipping wit
 a matmul waits for the slow core much of the time. LLVM here has no atomics for a shared tile
 counter ("CPU backend does not support atomic add yet"), so workers pair up instead: in each
 pair's share of the tiles one worker goes up from the first tile and the other down from the
-last, a chunk of tiles at a time, each publishing how far it has *completed* after each chunk,
-and each stops where the other has been:
+last, a chunk of tiles at a time. Before computing a chunk a worker publishes its *claim* (how
+far its chunks reach), and it takes its next chunk only up to the partner's claim:
 
-    done = [lo, hi]                          # tiles [lo, done[0]) and [done[1], hi) are complete
-    worker 0: e = lo; while e < done[1]:  n = min(chunk, done[1] - e); tiles [e, e + n); e += n;
-                                          done[0] = e
-    worker 1: e = hi; while e > done[0]:  n = min(chunk, e - done[0]); tiles [e - n, e) downwards;
-                                          e -= n; done[1] = e
+    done = [lo, hi]              # worker 0 claimed tiles [lo, done[0]), worker 1 [done[1], hi)
+    worker 0: e = lo; while (n = min(chunk, done[1] - e)) > 0: done[0] = e + n; tiles [e, e + n);
+                                                                e += n
+    worker 1: e = hi; while (n = min(chunk, e - done[0])) > 0: done[1] = e - n; tiles [e - n, e);
+                                                                e -= n
 
-A worker reading a stale `done` of the other only computes a tile twice, never skips one, so
-the loop is balanced only when a tile may run twice: its body writes no buffer it reads (a
-matmul tile writes its C rows from A and B). Both runs write the same values. A fence after
-each publication keeps LLVM from caching the partner's counter in a register (and orders the
-store); the counters sit on separate cache lines, and a chunk holds about `CHUNK_FMAS` of work
-(at most an eighth of the pair's share), so the publications cost nothing measurable. With
-fewer pool threads than workers the pool runs the workers in turn, and the later one finds its
-pair's tiles complete.
+Every claimed tile is computed by its claimant, and a worker stops only at the partner's claim,
+so no tile is skipped; a worker reading a stale claim (both claiming at the same moment) only
+computes a chunk the partner computes too. So the loop is balanced only when a tile may run
+twice: its body writes no buffer it reads (a matmul tile writes its C rows from A and B), and
+both runs write the same values. A fence after each claim, and another before reading the
+partner's, keeps LLVM from caching the counters in registers (and orders the store before the
+load); the counters sit on separate cache lines, and a chunk holds about `CHUNK_FMAS` of work
+(at most an eighth of the pair's share, so the one chunk still running when the partner stops
+is short). With fewer pool threads than workers the pool runs the workers in turn, and the later
+one finds its pair's tiles claimed.
 
 A loop opts in with the annotation `BALANCE` (its value: the most tiles in a chunk);
-codegen/cpu_matmul.py and codegen/row_gemm.py set it on tile loops of at least `MIN_TILE_FMAS`
-per tile. The pass runs after TVM's lowering pipeline, on x86 LLVM targets with an even core
-count.
+codegen/cpu_matmul.py and codegen/row_gemm.py set it on the tile loops `worth_balancing`. The
+pass runs after TVM's lowering pipeline, on x86 LLVM targets with an even core count.
 """
 
 from __future__ import annotations
@@ -39,17 +40,32 @@ import tvm_ffi
 from tvm import tirx
 from tvm.tirx import compilation_pipeline as pipelines
 
-__all__ = ["BALANCE", "MIN_TILE_FMAS", "balance_parallel_tiles", "chunk_tiles", "tir_pipeline"]
+__all__ = [
+    "BALANCE",
+    "CHUNK_FMAS",
+    "balance_parallel_tiles",
+    "chunk_tiles",
+    "tir_pipeline",
+    "worth_balancing",
+]
 
 BALANCE = "ember.balance"
-# Below this much work per tile the publication (a fence, and the partner's cache line moving to
-# this core) costs more than balancing saves: tiny models' 8 x 32 x 128 tiles ran 1-3% slower.
+# Below this much work per tile, or in a whole kernel of known size, the claims (fences, the
+# partner's cache line moving to this core) cost more than balancing saves: the tiny zoo models'
+# matmuls (8 x 32 x 128 tiles, 16 of them) ran 1-3% slower.
 MIN_TILE_FMAS = 1 << 17
+MIN_KERNEL_FMAS = 1 << 23
 # A worker reads its partner's progress and publishes its own once per chunk of tiles, of about
 # this much work: once per 6 x 64 x 512 tile ran 3% slower than the static split when the cores
 # were equally fast, chunks of 4 such tiles as fast (and 16% faster in the median).
 CHUNK_FMAS = 1 << 20
 _LINE = 8  # int64s per 64-byte cache line: each worker publishes on a line of its own
+
+
+def worth_balancing(tile_fmas: int, tiles: int | Any) -> bool:
+    """Whether to balance a loop of `tiles` tiles (an int when known at compile time)."""
+    known = isinstance(tiles, int)
+    return tile_fmas >= MIN_TILE_FMAS and (not known or tiles * tile_fmas >= MIN_KERNEL_FMAS)
 
 
 def chunk_tiles(tile_fmas: int) -> int:
@@ -115,7 +131,7 @@ def _balance(loop: tirx.For, workers: int, roots: dict[int, int]) -> tirx.Stmt:
     mine = (2 * pair + down.astype(index)) * _LINE
     theirs = (2 * pair + 1 - down.astype(index)) * _LINE
     here, partner = tirx.BufferLoad(edge, [0]), tirx.BufferLoad(done, [theirs])
-    next_span = tirx.BufferStore(  # at most `chunk` tiles, up to where the partner has been
+    next_span = tirx.BufferStore(  # at most `chunk` tiles, up to the partner's claim
         span,
         tirx.Select(
             down, here - tirx.Max(here - chunk, partner), tirx.Min(here + chunk, partner) - here
@@ -126,12 +142,15 @@ def _balance(loop: tirx.For, workers: int, roots: dict[int, int]) -> tirx.Stmt:
     visit = tirx.SeqStmt(
         [tirx.Bind(loop.loop_var, tirx.Select(down, here - 1 - c, here + c)), *tile]
     )
+    fence = tirx.Evaluate(tirx.call_llvm_intrin("void", "llvm.x86.sse2.mfence"))
+    claimed = tirx.Select(down, here - width, here + width)
     step = tirx.SeqStmt(
         [
+            tirx.BufferStore(done, claimed, [mine]),  # claim the chunk, then compute it
+            fence,
             tirx.For(c, zero, most, tirx.ForKind.SERIAL, tirx.IfThenElse(c < width, visit, None)),
-            tirx.BufferStore(edge, tirx.Select(down, here - width, here + width), [0]),
-            tirx.BufferStore(done, here, [mine]),
-            tirx.Evaluate(tirx.call_llvm_intrin("void", "llvm.x86.sse2.mfence")),
+            tirx.BufferStore(edge, claimed, [0]),
+            fence,  # the partner's claim is read afresh
             next_span,
         ]
     )

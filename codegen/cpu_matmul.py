@@ -25,7 +25,7 @@ from tvm.s_tir.dlight.gpu.matmul import IterKind, IterTrait, make_iter_fusion_in
 from tvm.target import Target
 from tvm.tirx.analysis import undefined_vars
 
-from ember.codegen.balance import BALANCE, CHUNK_FMAS, MIN_TILE_FMAS, chunk_tiles
+from ember.codegen.balance import BALANCE, CHUNK_FMAS, chunk_tiles, worth_balancing
 from ember.codegen.cpu_elementwise import schedule_spatial_block
 from ember.codegen.cpu_rule import CPURule, extent, vector_lanes
 
@@ -269,7 +269,7 @@ def _tile(sch: s_tir.Schedule, main: Any, mr: int, nr: int, lanes: int) -> Any:
     tile = sch.fuse(s, jo, io)
     sch.parallel(tile)
     fmas = mr * nr * depth if isinstance(depth := extent(sch, k), int) else CHUNK_FMAS
-    if fmas >= MIN_TILE_FMAS:  # a tile writes C from A and B: safe to run twice
+    if worth_balancing(fmas, extent(sch, tile)):  # a tile writes C from A and B: may run twice
         sch.annotate(tile, BALANCE, chunk_tiles(fmas))
     sch.unroll(ii)
     _vectorize_loop(sch, ji, lanes)

@@ -16,7 +16,7 @@ from typing import Any
 
 from tvm.script import tirx as T
 
-from ember.codegen.balance import BALANCE, MIN_TILE_FMAS, chunk_tiles
+from ember.codegen.balance import BALANCE, chunk_tiles, worth_balancing
 
 __all__ = ["COLS", "ROWS", "kernels"]
 
@@ -31,7 +31,7 @@ def kernels(experts: int, k: int, f: int, target: str) -> tuple[Any]:  # noqa: C
         raise ValueError(f"row_gemm has a CPU schedule only, not {target}")
     cols = next(c for c in (COLS, 32, 16, 8, 4, 2, 1) if f % c == 0)
     fmas = ROWS * f * k  # a tile: every column of its rows
-    balance = {BALANCE: chunk_tiles(fmas)} if fmas >= MIN_TILE_FMAS else {}
+    balance = {BALANCE: chunk_tiles(fmas)} if worth_balancing(fmas, None) else {}  # n symbolic
     last = experts - 1
 
     @T.prim_func
