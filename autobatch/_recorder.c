@@ -493,13 +493,21 @@ static PyTypeObject BlockType = {
 
 /* ---- the scheduler's per-argument loops ---- */
 
-static int get_column(PyObject *calls, Py_ssize_t j, Py_ssize_t i, PyObject **arg) {
+/* Call i of a group's list, or NULL with TypeError if it is not a Call. */
+static CallObject *group_call(PyObject *calls, Py_ssize_t i) {
     PyObject *call = PyList_GET_ITEM(calls, i);
     if (Py_TYPE(call) != &CallType) {
         PyErr_SetString(PyExc_TypeError, "a group holds Calls only");
-        return -1;
+        return NULL;
     }
-    PyObject *args = ((CallObject *)call)->args;
+    return (CallObject *)call;
+}
+
+static int get_column(PyObject *calls, Py_ssize_t j, Py_ssize_t i, PyObject **arg) {
+    CallObject *call = group_call(calls, i);
+    if (call == NULL)
+        return -1;
+    PyObject *args = call->args;
     if (j >= PyTuple_GET_SIZE(args)) {
         PyErr_SetString(PyExc_IndexError, "argument index out of range");
         return -1;
@@ -559,11 +567,9 @@ static PyObject *launched(PyObject *module, PyObject *const *argv, Py_ssize_t ar
     }
     PyObject *calls = argv[0], *outputs = NULL;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(calls); i++) {
-        CallObject *call = (CallObject *)PyList_GET_ITEM(calls, i);
-        if (Py_TYPE(call) != &CallType) {
-            PyErr_SetString(PyExc_TypeError, "a group holds Calls only");
+        CallObject *call = group_call(calls, i);
+        if (call == NULL)
             return NULL;
-        }
         if (call->outputs == NULL || call->outputs == Py_None ||
             (outputs != NULL && call->outputs != outputs))
             Py_RETURN_NONE;
@@ -648,11 +654,9 @@ static PyObject *finish(PyObject *module, PyObject *const *argv, Py_ssize_t argc
         return NULL;
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(argv[0]); i++) {
-        CallObject *call = (CallObject *)PyList_GET_ITEM(argv[0], i);
-        if (Py_TYPE(call) != &CallType) {
-            PyErr_SetString(PyExc_TypeError, "a group holds Calls only");
+        CallObject *call = group_call(argv[0], i);
+        if (call == NULL)
             return NULL;
-        }
         Py_SETREF(call->outputs, Py_NewRef(argv[1]));
         call->row = i;
     }

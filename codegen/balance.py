@@ -95,19 +95,18 @@ def balance_parallel_tiles(workers: int) -> Any:
     """A PrimFunc pass rewriting every `BALANCE`-annotated parallel loop for `workers` (even)."""
 
     def transform(func: tirx.PrimFunc, _mod: Any, _ctx: Any) -> tirx.PrimFunc:
-        roots = _roots(func)
         return tvm_ffi.structural_map(
-            func, [(tirx.For, lambda loop: _balance(loop, workers, roots))]
+            func, [(tirx.For, lambda loop: _balance(loop, workers, func))]
         )
 
     return tirx.transform.prim_func_pass(transform, opt_level=0, name="BalanceParallelTiles")
 
 
-def _balance(loop: tirx.For, workers: int, roots: dict[int, int]) -> tirx.Stmt:
+def _balance(loop: tirx.For, workers: int, func: tirx.PrimFunc) -> tirx.Stmt:
     if (
         loop.kind != tirx.ForKind.PARALLEL
         or BALANCE not in loop.annotations
-        or not _idempotent(loop.body, roots)
+        or not _idempotent(loop.body, _roots(func))  # only walked for annotated loops
     ):
         return loop
     allocs, tile = _leading_allocations(loop.body)
